@@ -1,0 +1,1 @@
+"""Wire contracts of injury-monitor: models, channel list, codecs, topics and Redis keys."""

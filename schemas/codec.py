@@ -1,0 +1,151 @@
+"""Wire codecs: bytes <-> contract objects. Pure functions, no I/O.
+
+``decode_frame_batch`` is the worker's validation: each failure raises
+:class:`ValidationFailed` with one :class:`Reason`, so the DLQ says exactly why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from schemas.channels import CHANNEL_INDEX, CHANNELS, N_CHANNELS
+from schemas.exceptions import ValidationFailed
+from schemas.frames import FrameBatch
+from schemas.rejected import Reason
+
+MAX_MESSAGE_BYTES = 1_000_000
+_LO = np.array([c.lo for c in CHANNELS], dtype=np.float64)
+_HI = np.array([c.hi for c in CHANNELS], dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A validated FrameBatch with its frames as an (N, C) float32 array (absent columns NaN)."""
+
+    athlete_id: str
+    session_id: str
+    sensor_id: str
+    seq: int
+    t0: float
+    hz: float
+    frames: np.ndarray
+    absent: tuple[str, ...]
+
+
+def dumps(model: BaseModel) -> bytes:
+    """Encode any contract model as compact JSON bytes."""
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+def _classify(err: ValidationError) -> tuple[Reason, str]:
+    first = err.errors()[0]
+    loc = first["loc"]
+    kind = first["type"]
+    where = ".".join(str(p) for p in loc)
+    if any(e["type"] == "missing" for e in err.errors()):
+        missing = [".".join(map(str, e["loc"])) for e in err.errors() if e["type"] == "missing"]
+        return Reason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}"
+    if loc and loc[0] in ("schema_version", "channels_version"):
+        return Reason.UNSUPPORTED_VERSION, f"{where}: {first.get('input')!r} is not supported (expected 1)"
+    if loc == ("frames",) and kind == "too_short":
+        return Reason.EMPTY_BATCH, "frames is empty"
+    if loc == ("frames",) and kind == "too_long":
+        return Reason.TOO_LARGE, f"more than {FrameBatch.model_fields['frames'].metadata} frames"
+    if len(loc) == 2 and loc[0] == "frames" and kind in ("too_short", "too_long"):
+        n = len(first.get("input") or [])
+        return Reason.CHANNEL_COUNT, f"frame {loc[1]} has {n} values, expected {N_CHANNELS} (channels v1)"
+    return Reason.SCHEMA_INVALID, f"{where}: {first['msg']}"
+
+
+def _loads(raw: bytes) -> dict:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN/Infinity; tell that case apart from garbage.
+        try:
+            json.loads(raw, parse_constant=lambda c: math.nan)
+        except (ValueError, UnicodeDecodeError):
+            raise ValidationFailed(Reason.NOT_JSON, f"not valid UTF-8 JSON: {exc}") from None
+        raise ValidationFailed(Reason.NON_FINITE, "NaN or Infinity in the message") from None
+    if not isinstance(doc, dict):
+        raise ValidationFailed(Reason.SCHEMA_INVALID, f"top level is {type(doc).__name__}, expected an object")
+    return doc
+
+
+def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: float | None = None) -> Batch:
+    """Validate one ``biomech.frames`` message. Raises ValidationFailed(reason, detail)."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ValidationFailed(Reason.TOO_LARGE, f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+    doc = _loads(raw)
+    try:
+        fb = FrameBatch.model_validate(doc)
+    except ValidationError as err:
+        raise ValidationFailed(*_classify(err)) from None
+
+    if key is not None and key.decode("utf-8", "replace") != fb.athlete_id:
+        raise ValidationFailed(Reason.KEY_MISMATCH, f"key {key[:64]!r} != athlete_id {fb.athlete_id!r}")
+    unknown = [a for a in fb.absent if a not in CHANNEL_INDEX]
+    if unknown:
+        raise ValidationFailed(Reason.UNKNOWN_CHANNEL, f"absent names unknown channel(s) {unknown[:5]}")
+    if expected_hz is not None and abs(fb.hz - expected_hz) > 1e-6 * expected_hz:
+        raise ValidationFailed(Reason.UNSUPPORTED_RATE, f"hz={fb.hz:g}, the stream runs at {expected_hz:g} Hz")
+
+    absent_idx = [CHANNEL_INDEX[a] for a in fb.absent]
+    present = np.ones(N_CHANNELS, dtype=bool)
+    present[absent_idx] = False
+    try:
+        arr = np.array(fb.frames, dtype=np.float64)
+    except (TypeError, ValueError):  # nulls make an object array
+        arr = np.array([[np.nan if v is None else v for v in row] for row in fb.frames], dtype=np.float64)
+    data = arr[:, present]
+    if np.isnan(data).any():
+        col = int(np.where(np.isnan(data).any(axis=0))[0][0])
+        name = [n for n, p in zip(CHANNEL_INDEX, present) if p][col]
+        raise ValidationFailed(Reason.MISSING_VALUES, f"null in channel {name!r}, which is not declared absent")
+    if not np.isfinite(data).all():
+        raise ValidationFailed(Reason.NON_FINITE, "non-finite value")
+    bad = (arr < _LO) | (arr > _HI)
+    bad[:, ~present] = False
+    if bad.any():
+        r, c = map(int, np.argwhere(bad)[0])
+        ch = CHANNELS[c]
+        raise ValidationFailed(
+            Reason.OUT_OF_RANGE, f"frame {r} {ch.name}={arr[r, c]:g} {ch.unit} outside [{ch.lo:g}, {ch.hi:g}]"
+        )
+    arr[:, ~present] = np.nan
+    return Batch(
+        athlete_id=fb.athlete_id,
+        session_id=fb.session_id,
+        sensor_id=fb.sensor_id,
+        seq=fb.seq,
+        t0=fb.t0,
+        hz=fb.hz,
+        frames=arr.astype(np.float32),
+        absent=tuple(fb.absent),
+    )
+
+
+def encode_frames(
+    *, athlete_id: str, session_id: str, sensor_id: str, seq: int, t0: float, hz: float,
+    frames: np.ndarray, absent: tuple[str, ...] | list[str] = (),
+) -> bytes:
+    """Encode a FrameBatch fast (no pydantic round trip): NaN columns become null."""
+    rows = np.asarray(frames, dtype=np.float32)  # float32 prints short (~3.3 KB for 10 x 32)
+    if absent:
+        body = [[None if math.isnan(v) else v for v in r] for r in rows.astype(np.float64).tolist()]
+    else:
+        body = rows
+    return orjson.dumps(
+        {
+            "schema_version": 1, "channels_version": 1, "athlete_id": athlete_id,
+            "session_id": session_id, "sensor_id": sensor_id, "seq": seq, "t0": t0, "hz": hz,
+            "frames": body, "absent": list(absent),
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )

@@ -1,0 +1,1 @@
+"""The Faust worker, windowing, sinks, simulator, embedded services and CLI."""

@@ -1,0 +1,181 @@
+"""``injury-monitor``: one console script, one subcommand per service or task.
+
+Flags override environment variables (``INJURY_MONITOR_<FIELD>``), which override defaults.
+This module only parses arguments and builds settings; the work is done by library functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from schemas.exceptions import MonitorError
+
+
+def _settings(cls, args: argparse.Namespace, **extra):
+    given = {k: v for k, v in vars(args).items() if v is not None and k in cls.model_fields}
+    given.update({k: v for k, v in extra.items() if v is not None})
+    return cls(**given)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _service_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kafka-url", dest="kafka_url", help="kafka://host:port (env INJURY_MONITOR_KAFKA_URL)")
+    p.add_argument("--redis-url", dest="redis_url", help="redis://host:port/db (env INJURY_MONITOR_REDIS_URL)")
+    p.add_argument("--log-level", dest="log_level")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from stream.settings import WorkerSettings
+    from stream.worker import run_worker
+
+    settings = _settings(WorkerSettings, args)
+    _logging(settings.log_level)
+    run_worker(settings)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from stream.settings import SimulatorSettings
+    from stream.simulator import simulate
+
+    settings = _settings(SimulatorSettings, args, replay=args.replay or None)
+    _logging(settings.log_level)
+    try:
+        stats = asyncio.run(simulate(settings))
+    except KeyboardInterrupt:
+        return 0
+    rate = stats.frames / max(1e-9, stats.stopped - stats.started)
+    print(f"published {stats.messages} messages, {stats.frames} frames ({rate:,.0f} frames/s)")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboard.launch import run_dashboard
+    from dashboard.settings import DashboardSettings
+
+    settings = _settings(DashboardSettings, args)
+    proc = run_dashboard(settings, port=args.port, address=args.address)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream.demo import run_demo
+    from stream.settings import DemoSettings
+
+    settings = _settings(DemoSettings, args, external_kafka=bool(args.kafka_url) or None,
+                         external_redis=bool(args.redis_url) or None, dashboard=not args.no_dashboard)
+    _logging(settings.log_level)
+    return run_demo(settings)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.train import ensure_default_model, train
+
+    _logging(args.log_level or "INFO")
+    if args.default:
+        path = ensure_default_model(Path(args.out), progress=True, force=args.force)
+    else:
+        path = train(Path(args.out), n_windows=args.windows, epochs=args.epochs, seed=args.seed, progress=True)
+    print(f"model artifact: {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.export import export_onnx
+
+    report = export_onnx(Path(args.model), Path(args.out) if args.out else Path(args.model) / "model.onnx")
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="injury-monitor", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run broker, Redis, worker, simulator and dashboard on this machine")
+    _service_flags(p)
+    p.add_argument("--kafka", dest="kafka_url", help="use this broker instead of the embedded one")
+    p.add_argument("--redis", dest="redis_url", help="use this Redis instead of the embedded one")
+    p.add_argument("--athletes", type=int)
+    p.add_argument("--duration", dest="duration_s", type=float, help="stop after S seconds")
+    p.add_argument("--no-dashboard", action="store_true")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--kafka-port", dest="kafka_port", type=int)
+    p.add_argument("--redis-port", dest="redis_port", type=int)
+    p.add_argument("--dashboard-port", dest="dashboard_port", type=int)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("worker", help="run the Faust scoring worker")
+    _service_flags(p)
+    p.add_argument("--app-id", dest="app_id")
+    p.add_argument("--partitions", type=int)
+    p.add_argument("--backend", help="onnxruntime | torch | tensorrt | auto")
+    p.add_argument("--model-dir", dest="model_dir")
+    p.add_argument("--web-port", dest="web_port", type=int)
+    p.add_argument("--web-bind", dest="web_bind")
+    p.add_argument("--max-batch", dest="max_batch", type=int)
+    p.add_argument("--max-wait-ms", dest="max_wait_ms", type=float)
+    p.add_argument("--window", dest="window_s", type=float)
+    p.add_argument("--hop", dest="hop_s", type=float)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("simulate", help="publish simulated (or replayed) athletes' frames")
+    _service_flags(p)
+    p.add_argument("--athletes", type=int)
+    p.add_argument("--hz", type=float)
+    p.add_argument("--duration", dest="duration_s", type=float)
+    p.add_argument("--frames-per-message", dest="frames_per_message", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--session", dest="session_id")
+    p.add_argument("--fatigue-tau", dest="fatigue_tau_s", type=float)
+    p.add_argument("--metrics-port", dest="metrics_port", type=int)
+    p.add_argument("--replay", action="append", type=Path, help="recorded IMU file to replay (repeatable)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("dashboard", help="run the Streamlit coach dashboard")
+    p.add_argument("--redis-url", dest="redis_url")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("train", help="train a model artifact on the synthetic cohort")
+    p.add_argument("--out", default=".cache/models/default")
+    p.add_argument("--default", action="store_true", help="the demo's default model (< 2 min on 2 cores)")
+    p.add_argument("--force", action="store_true", help="retrain even if a valid artifact exists")
+    p.add_argument("--windows", type=int, default=6000)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-level", dest="log_level")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a model artifact to ONNX with a parity check")
+    p.add_argument("--model", default=".cache/models/default")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except MonitorError as exc:
+        print(f"injury-monitor {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Kafka client options from settings (plaintext, TLS, SASL PLAIN/SCRAM) for aiokafka and Faust."""
+
+from __future__ import annotations
+
+import ssl
+
+from stream.settings import ServiceSettings
+
+
+def ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+    if "SSL" not in settings.kafka_security_protocol.upper():
+        return None
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+def client_kwargs(settings: ServiceSettings) -> dict:
+    """Keyword arguments for aiokafka clients (producer, consumer, admin)."""
+    kw: dict = {"bootstrap_servers": settings.bootstrap_servers,
+                "security_protocol": settings.kafka_security_protocol.upper()}
+    ctx = ssl_context(settings)
+    if ctx is not None:
+        kw["ssl_context"] = ctx
+    if settings.kafka_sasl_mechanism:
+        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kw["sasl_plain_username"] = settings.kafka_sasl_username
+        kw["sasl_plain_password"] = (settings.kafka_sasl_password.get_secret_value()
+                                     if settings.kafka_sasl_password else None)
+    return kw
+
+
+def faust_credentials(settings: ServiceSettings):
+    """``broker_credentials`` for faust.App, or None for plaintext."""
+    import faust
+
+    ctx = ssl_context(settings)
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        return faust.SASLCredentials(username=settings.kafka_sasl_username or "", password=password,
+                                     mechanism=settings.kafka_sasl_mechanism, ssl_context=ctx)
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None

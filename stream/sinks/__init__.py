@@ -1,0 +1,1 @@
+"""Output sinks: one contract, one module per implementation."""

@@ -1,0 +1,33 @@
+"""Sink contract: where scored windows and alerts go besides Kafka."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from schemas.alerts import Alert
+from schemas.risk import RiskScore
+from stream.alerting import AlertState
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored window as the sinks see it: the score, and traces for the athlete view."""
+
+    score: RiskScore
+    traces: dict | None = None  # {"t": [...], "channels": {name: [...]}, "attention": [...]}
+
+
+class Sink(ABC):
+    """Idempotent per (athlete_id, window_end): writing the same window twice changes nothing."""
+
+    @abstractmethod
+    async def write(self, scored: list[Scored], alerts: list[Alert], states: dict[str, AlertState]) -> None:
+        """Persist one micro-batch of scores, alerts and the hysteresis states they left."""
+
+    @abstractmethod
+    async def load_states(self, athlete_ids: list[str]) -> dict[str, AlertState]:
+        """Hysteresis states of these athletes (fresh ones for athletes never seen)."""
+
+    async def close(self) -> None:
+        """Release connections."""
