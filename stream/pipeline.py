@@ -66,7 +66,7 @@ def traces_of(window: Window, attn: np.ndarray, step_s: float) -> dict:
     chans = {}
     for name in TRACE_CHANNELS:
         col = data[:, CHANNEL_INDEX[name]]
-        chans[name] = None if np.isnan(col).all() else np.round(col, 3).tolist()
+        chans[name] = None if np.isnan(col).all() else np.round(col.astype(np.float64), 3).tolist()
     return {"window_start": window.start, "window_end": window.end, "t": np.round(t, 3).tolist(),
             "channels": chans, "attention": np.round(attention, 5).tolist()}
 

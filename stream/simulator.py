@@ -92,26 +92,26 @@ async def simulate(settings: SimulatorSettings, *, athletes: list[SimAthlete] | 
                 break
             if stop is not None and stop.is_set():
                 break
+            # a sensor sends frames once they have happened: batch k covers [t0, t0 + dt)
+            delay = t_start + (k + 1) * dt - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -5 * dt and k % 50 == 0:
+                log.warning("simulator is %.1f s behind real time", -delay)
             t0 = (start_idx + k * n) / hz
-            futures = []
             for a in athletes:
                 frames = a.next(n)
                 body = encode_frames(athlete_id=a.athlete_id, session_id=settings.session_id,
                                      sensor_id=f"{a.athlete_id}-imu", seq=a.seq, t0=t0, hz=hz, frames=frames,
                                      absent=a.absent)
                 a.seq += 1
-                futures.append(await producer.send(topics.FRAMES, body, key=a.athlete_id.encode()))
+                await producer.send(topics.FRAMES, body, key=a.athlete_id.encode())
             stats.messages += len(athletes)
             stats.frames += len(athletes) * n
             if metrics:
                 metrics[0].inc(len(athletes))
                 metrics[1].inc(len(athletes) * n)
             k += 1
-            delay = t_start + k * dt - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -5 * dt and k % 50 == 0:
-                log.warning("simulator is %.1f s behind real time", -delay)
         await producer.flush()
     finally:
         await producer.stop()

@@ -60,7 +60,6 @@ def create_app(settings: WorkerSettings, scorer, *, image_lookup_factory=None) -
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
-        web_transport="aiohttp://",
         loghandlers=[],
     )
     metrics = WorkerMetrics()
@@ -148,6 +147,8 @@ def create_app(settings: WorkerSettings, scorer, *, image_lookup_factory=None) -
         consumer = app.consumer
         read = getattr(consumer, "_read_offset", {})
         for tp in consumer.assignment():
+            if tp.topic != topics.FRAMES:
+                continue
             try:
                 hw = consumer.highwater(tp)
             except Exception:

@@ -1,0 +1,1 @@
+"""Model, data, training, evaluation, export, runtime backends and imaging."""

@@ -1,0 +1,1 @@
+"""Runtime backends: one contract, one module per implementation."""

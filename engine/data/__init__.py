@@ -1,0 +1,1 @@
+"""Synthetic cohort and real-format loaders."""
