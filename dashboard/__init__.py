@@ -1,0 +1,1 @@
+"""The coach dashboard (Streamlit); reads Redis only."""
