@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -63,11 +64,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     settings = _settings(DashboardSettings, args)
     proc = run_dashboard(settings, port=args.port, address=args.address)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
+
+    def forward(signum, frame):  # the page runs in its own session: stop it with us
         proc.terminate()
-        return proc.wait()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        return proc.wait(timeout=None)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -84,8 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.train import ensure_default_model, train
 
     _logging(args.log_level or "INFO")
-    if args.default:
-        path = ensure_default_model(Path(args.out), progress=True, force=args.force)
+    if args.default and not args.force:
+        path = ensure_default_model(Path(args.out), progress=True)
+    elif args.default:
+        path = train(Path(args.out), progress=True)
     else:
         path = train(Path(args.out), n_windows=args.windows, epochs=args.epochs, seed=args.seed, progress=True)
     print(f"model artifact: {path}")
@@ -154,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".cache/models/default")
     p.add_argument("--default", action="store_true", help="the demo's default model (< 2 min on 2 cores)")
     p.add_argument("--force", action="store_true", help="retrain even if a valid artifact exists")
-    p.add_argument("--windows", type=int, default=6000)
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--windows", type=int, help="synthetic windows to train on (default 6000)")
+    p.add_argument("--epochs", type=int, help="most epochs (early stopping on validation AUROC)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", dest="log_level")
     p.set_defaults(func=cmd_train)

@@ -62,9 +62,9 @@ def redis_url(redis_server) -> str:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A small but really trained model artifact, shared by the session's tests."""
-    from engine.train import train_tiny
+    from engine.train import train
 
-    return train_tiny(tmp_path_factory.mktemp("model") / "tiny")
+    return train(tmp_path_factory.mktemp("model") / "tiny", tiny=True, progress=False)
 
 
 @pytest.fixture(scope="session")
