@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +48,9 @@ def test_time_budget_stops_training(tmp_path: Path) -> None:
     out = train(tmp_path / "m", config=cfg, time_budget_s=0.0, progress=False)
     t = ModelArtifact.load(out).meta.training
     assert t["stopped_by"] == "time_budget" and t["epochs_run"] == 1
+    out = train(tmp_path / "n", config=replace(cfg, epochs=2, patience=5), time_budget_s=math.inf, progress=False)
+    t = ModelArtifact.load(out).meta.training
+    assert t["epochs_run"] == 2 and t["config"]["time_budget_s"] is None
 
 
 def test_ensure_default_model_keeps_a_valid_artifact(make_artifact, tmp_path: Path) -> None:
