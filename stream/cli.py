@@ -109,6 +109,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from stream.ingest_service import embed, listen
+    from stream.settings import ImagingSettings
+
+    settings = _settings(ImagingSettings, args, prefer_body_parts=args.prefer.split(",") if args.prefer else None,
+                         allowed_roots=args.allowed_root or None)
+    _logging(settings.log_level)
+    if args.listen:
+        try:
+            asyncio.run(listen(settings))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if not args.athlete or not args.paths:
+        print("injury-monitor embed: give --athlete ID and one or more files or folders", file=sys.stderr)
+        return 2
+    report = embed(settings, args.athlete, [Path(p) for p in args.paths], publish=not args.no_publish)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="injury-monitor", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1")
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("embed", help="ingest DICOM studies: de-identify, embed with ResNet50, cache in Redis")
+    _service_flags(p)
+    p.add_argument("--athlete", help="pseudonymous athlete id the study belongs to")
+    p.add_argument("paths", nargs="*", help="DICOM files or folders")
+    p.add_argument("--model-dir", dest="model_dir", help="model whose encoder to match (default .cache/models/default)")
+    p.add_argument("--checkpoint", dest="encoder_checkpoint", help="ResNet50 weights file (never downloaded)")
+    p.add_argument("--policy", dest="study_policy", choices=["latest", "body_part"])
+    p.add_argument("--prefer", help="comma-separated body parts preferred by --policy body_part")
+    p.add_argument("--uid-key-file", dest="uid_key_file", help="site secret for SOP Instance UID hashes")
+    p.add_argument("--no-publish", action="store_true", help="do not announce the study on imaging.studies")
+    p.add_argument("--listen", action="store_true", help="serve IngestRequest messages from imaging.studies")
+    p.add_argument("--allowed-root", action="append", type=Path, help="folder --listen may read (repeatable)")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("train", help="train a model artifact on the synthetic cohort")
     p.add_argument("--out", default=".cache/models/default")

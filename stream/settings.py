@@ -63,6 +63,7 @@ class WorkerSettings(ServiceSettings):
     alert_raise_windows: int = Field(2, ge=1, description="... for this many consecutive windows")
     alert_clear: float = Field(0.45, ge=0, le=1, description="Clear when risk < this ...")
     alert_clear_windows: int = Field(4, ge=1, description="... for this many consecutive windows")
+    embedding_ttl_s: float = Field(60.0, gt=0, description="How long a looked-up image embedding is reused")
     web_port: int = Field(6066, ge=0, description="Worker HTTP port (health, metrics)")
     web_bind: str = "127.0.0.1"
     session_timeout_s: float = Field(10.0, gt=0, description="Kafka group session timeout (rebalance ~ half)")
@@ -79,6 +80,16 @@ class SimulatorSettings(ServiceSettings):
     partitions: int = Field(6, ge=1, description="Partitions of topics the simulator has to create")
     metrics_port: int = Field(0, ge=0, description="Serve Prometheus metrics on this port (0: off)")
     athlete_prefix: str = Field("ath", description="Athlete ids are <prefix>-01, <prefix>-02, ...")
+
+
+class ImagingSettings(ServiceSettings):
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="Model whose image encoder the embeddings must match")
+    encoder_checkpoint: Path | None = Field(None, description="ResNet50 weights (default: the model's, else seeded init)")
+    study_policy: str = Field("latest", description="latest | body_part: which study an athlete is scored with")
+    prefer_body_parts: list[str] = Field(default_factory=list, description="Body parts preferred by body_part")
+    uid_key_file: Path | None = Field(None, description="Site secret keying the SOP Instance UID hashes")
+    allowed_roots: list[Path] = Field(default_factory=list, description="Folders ingest requests may read from")
+    app_id: str = Field("injury-monitor-imaging", description="Consumer group of the ingest listener")
 
 
 class DemoSettings(ServiceSettings):

@@ -26,6 +26,7 @@ from schemas.rejected import Reason, Rejected
 from schemas.risk import RiskScore
 from stream.alerting import AlertPolicy
 from stream.batching import MicroBatcher
+from stream.imaging import ImageLookup, listen_for_studies, make_cache
 from stream.intake import ClockLimits, Intake
 from stream.kafka import faust_credentials
 from stream.metrics import WorkerMetrics
@@ -43,8 +44,9 @@ def window_config(s: WorkerSettings) -> WindowConfig:
                         idle_timeout_s=s.idle_timeout_s)
 
 
-def create_app(settings: WorkerSettings, scorer, *, image_lookup_factory=None) -> faust.App:
-    """Build the Faust app. ``scorer`` has ``score(windows, images)`` and ``model_version``."""
+def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.App:
+    """Build the Faust app. ``scorer`` has ``score(windows, images)`` and ``model_version``;
+    ``image_cache`` (an ``EmbeddingCache``) adds the image branch, kept fresh by ``imaging.studies``."""
     brokers = [f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")]
     app = faust.App(
         settings.app_id,
@@ -92,8 +94,20 @@ def create_app(settings: WorkerSettings, scorer, *, image_lookup_factory=None) -
                            settings.alert_clear_windows),
         levels=Levels(settings.level_moderate, settings.level_high),
         executor=executor, metrics=metrics,
-        images=image_lookup_factory(settings, metrics) if image_lookup_factory else None,
+        images=ImageLookup(image_cache, metrics) if image_cache is not None else None,
     )
+
+    if image_cache is not None:
+        @app.task
+        async def studies() -> None:
+            while True:  # keep listening through broker hiccups
+                try:
+                    await listen_for_studies(settings, image_cache)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("imaging.studies listener failed (%s); retrying in 5 s", exc)
+                    await asyncio.sleep(5)
 
     async def release(offer: Offer) -> None:
         for sk in offer.skipped:
@@ -200,7 +214,7 @@ def run_worker(settings: WorkerSettings) -> None:
     asyncio.run(ensure_topics(settings, settings.partitions, settings.replication_factor))
     model_dir = ensure_default_model(settings.model_dir, progress=True)
     scorer = Scorer(model_dir, backend=settings.backend, threads=settings.inference_threads)
-    log.info("model %s on %s", scorer.model_version, settings.backend)
-    app = create_app(settings, scorer)
+    log.info("model %s on %s (image encoder %s)", scorer.model_version, settings.backend, scorer.encoder_version)
+    app = create_app(settings, scorer, image_cache=make_cache(settings, scorer.encoder_version))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
