@@ -61,6 +61,17 @@ def third_party_messages(athlete: str, seconds: float) -> list[tuple[bytes, byte
     return out
 
 
+def scrape(worker) -> dict[str, float]:
+    status, body = worker.get("/metrics")
+    assert status == 200
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def test_simulated_squad_is_scored_bad_input_goes_to_dlq_and_replays_are_idempotent(
     broker, redis_server, start_worker
 ):
@@ -76,6 +87,8 @@ def test_simulated_squad_is_scored_bad_input_goes_to_dlq_and_replays_are_idempot
     for raw in latest.values():
         score = json.loads(raw)
         assert 0.0 <= score["risk"] <= 1.0 and score["modalities"] == ["sensor"]
+
+    m1 = scrape(worker)
 
     # bad messages, and an outside producer, while the stream runs
     good = third_party_messages("ext-01", 4.0)
@@ -97,6 +110,15 @@ def test_simulated_squad_is_scored_bad_input_goes_to_dlq_and_replays_are_idempot
     assert {"not_json", "missing_field", "channel_count"} <= reasons, reasons
     assert all(d["topic"] == topics.FRAMES and d["offset"] >= 0 for d in dlq)
 
+    m2 = scrape(worker)  # the operator's key series move while the stream runs
+    for series in ("injury_messages_total", "injury_frames_total", "injury_windows_scored_total",
+                   "injury_inference_seconds_count", "injury_batch_size_count", "injury_end_to_score_seconds_count"):
+        assert m2[series] > m1[series], series
+    for reason in ("not_json", "missing_field", "channel_count"):
+        assert m2[f'injury_rejected_total{{reason="{reason}"}}'] >= 1
+    assert any(k.startswith("injury_consumer_lag{") for k in m2)
+    assert m2['injury_embedding_cache_total{result="none"}'] > 0  # no study ingested: sensor-only
+
     sim.join(30)
     time.sleep(2.0)  # let the last windows land
     hist = {a: r.xlen(keys.risk_history(a)) for a in [f"ath-{i:02d}" for i in range(1, ATHLETES + 1)]}
@@ -115,5 +137,3 @@ def test_simulated_squad_is_scored_bad_input_goes_to_dlq_and_replays_are_idempot
     ids2 = [json.loads(v)["score_id"] for _, v in read_topic(broker.bootstrap, topics.RISK)]
     assert len(ids2) == len(set(ids2)), "a replay published a window twice"
     assert worker.proc.poll() is None, "the worker died"
-    status, body = worker.get("/metrics")
-    assert status == 200 and b"injury_windows_scored_total" in body
