@@ -2,6 +2,15 @@
 
 ``decode_frame_batch`` is the worker's validation: each failure raises
 :class:`ValidationFailed` with one :class:`Reason`, so the DLQ says exactly why.
+
+Two encodings of a FrameBatch, chosen per message by its first bytes:
+
+- **JSON** (``{`` first): the FrameBatch JSON Schema in ``schemas/json``. Any client can write it.
+- **Binary** (``IMF\x01`` first): ``b"IMF\x01"``, a little-endian uint32 header length,
+  the header (UTF-8 JSON: every FrameBatch field except ``frames``, plus ``"n"``, the
+  frame count), then ``n x 32`` little-endian float32 values, row by row (NaN in absent
+  columns). About 1.3 KB instead of 3.5 KB for 10 frames, and decoded without parsing
+  numbers. The same validation rules apply.
 """
 
 from __future__ import annotations
@@ -16,10 +25,11 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.channels import CHANNEL_INDEX, CHANNELS, N_CHANNELS
 from schemas.exceptions import ValidationFailed
-from schemas.frames import FrameBatch
+from schemas.frames import MAX_FRAMES_PER_BATCH, FrameBatch
 from schemas.rejected import Reason
 
 MAX_MESSAGE_BYTES = 1_000_000
+BINARY_MAGIC = b"IMF\x01"
 _LO = np.array([c.lo for c in CHANNELS], dtype=np.float64)
 _HI = np.array([c.hi for c in CHANNELS], dtype=np.float64)
 
@@ -78,15 +88,43 @@ def _loads(raw: bytes) -> dict:
     return doc
 
 
-def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: float | None = None) -> Batch:
-    """Validate one ``biomech.frames`` message. Raises ValidationFailed(reason, detail)."""
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise ValidationFailed(Reason.TOO_LARGE, f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
-    doc = _loads(raw)
+def _decode_binary(raw: bytes) -> tuple[FrameBatch, np.ndarray]:
+    if len(raw) < 8:
+        raise ValidationFailed(Reason.NOT_JSON, "binary frame batch shorter than its 8-byte prefix")
+    hlen = int.from_bytes(raw[4:8], "little")
+    if 8 + hlen > len(raw):
+        raise ValidationFailed(Reason.NOT_JSON, f"binary header of {hlen} bytes runs past the message end")
+    head = _loads(raw[8:8 + hlen])
+    n = head.pop("n", None)
+    if not isinstance(n, int) or n < 0:
+        raise ValidationFailed(Reason.MISSING_FIELD if n is None else Reason.SCHEMA_INVALID,
+                               "binary header needs the frame count 'n' (integer >= 0)")
+    body = raw[8 + hlen:]
+    if len(body) % (4 * N_CHANNELS) or len(body) // (4 * N_CHANNELS) != n:
+        raise ValidationFailed(Reason.CHANNEL_COUNT,
+                               f"{len(body)} payload bytes are not {n} frames x {N_CHANNELS} float32")
     try:
-        fb = FrameBatch.model_validate(doc)
+        fb = FrameBatch.model_validate({**head, "frames": [[0.0] * N_CHANNELS] * min(n, 1) if n else []})
     except ValidationError as err:
         raise ValidationFailed(*_classify(err)) from None
+    if n > MAX_FRAMES_PER_BATCH:
+        raise ValidationFailed(Reason.TOO_LARGE, f"{n} frames > {MAX_FRAMES_PER_BATCH}")
+    return fb, np.frombuffer(body, dtype="<f4").reshape(n, N_CHANNELS).astype(np.float64)
+
+
+def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: float | None = None) -> Batch:
+    """Validate one ``biomech.frames`` message (JSON or binary). Raises ValidationFailed(reason, detail)."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ValidationFailed(Reason.TOO_LARGE, f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+    arr = None
+    if raw[:4] == BINARY_MAGIC:
+        fb, arr = _decode_binary(raw)
+    else:
+        doc = _loads(raw)
+        try:
+            fb = FrameBatch.model_validate(doc)
+        except ValidationError as err:
+            raise ValidationFailed(*_classify(err)) from None
 
     if key is not None and key.decode("utf-8", "replace") != fb.athlete_id:
         raise ValidationFailed(Reason.KEY_MISMATCH, f"key {key[:64]!r} != athlete_id {fb.athlete_id!r}")
@@ -99,10 +137,11 @@ def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: flo
     absent_idx = [CHANNEL_INDEX[a] for a in fb.absent]
     present = np.ones(N_CHANNELS, dtype=bool)
     present[absent_idx] = False
-    try:
-        arr = np.array(fb.frames, dtype=np.float64)
-    except (TypeError, ValueError):  # nulls make an object array
-        arr = np.array([[np.nan if v is None else v for v in row] for row in fb.frames], dtype=np.float64)
+    if arr is None:
+        try:
+            arr = np.array(fb.frames, dtype=np.float64)
+        except (TypeError, ValueError):  # nulls make an object array
+            arr = np.array([[np.nan if v is None else v for v in row] for row in fb.frames], dtype=np.float64)
     data = arr[:, present]
     if np.isnan(data).any():
         col = int(np.where(np.isnan(data).any(axis=0))[0][0])
@@ -133,10 +172,16 @@ def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: flo
 
 def encode_frames(
     *, athlete_id: str, session_id: str, sensor_id: str, seq: int, t0: float, hz: float,
-    frames: np.ndarray, absent: tuple[str, ...] | list[str] = (),
+    frames: np.ndarray, absent: tuple[str, ...] | list[str] = (), encoding: str = "json",
 ) -> bytes:
-    """Encode a FrameBatch fast (no pydantic round trip): NaN columns become null."""
-    rows = np.asarray(frames, dtype=np.float32)  # float32 prints short (~3.3 KB for 10 x 32)
+    """Encode a FrameBatch fast (no pydantic round trip): NaN columns become null (JSON) or NaN (binary)."""
+    rows = np.asarray(frames, dtype=np.float32)
+    if encoding == "binary":
+        head = orjson.dumps({
+            "schema_version": 1, "channels_version": 1, "athlete_id": athlete_id, "session_id": session_id,
+            "sensor_id": sensor_id, "seq": seq, "t0": t0, "hz": hz, "absent": list(absent), "n": len(rows),
+        })
+        return BINARY_MAGIC + len(head).to_bytes(4, "little") + head + rows.astype("<f4").tobytes()  # float32 prints short (~3.3 KB for 10 x 32)
     if absent:
         body = [[None if math.isnan(v) else v for v in r] for r in rows.astype(np.float64).tolist()]
     else:

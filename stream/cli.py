@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hz", type=float)
     p.add_argument("--duration", dest="duration_s", type=float)
     p.add_argument("--frames-per-message", dest="frames_per_message", type=int)
+    p.add_argument("--encoding", choices=["json", "binary"], help="FrameBatch wire encoding (default json)")
     p.add_argument("--seed", type=int)
     p.add_argument("--session", dest="session_id")
     p.add_argument("--fatigue-tau", dest="fatigue_tau_s", type=float)

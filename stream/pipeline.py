@@ -124,7 +124,8 @@ class ScoringPipeline:
         scored: list[Scored] = []
         alerts: list[Alert] = []
         touched: dict[str, AlertState] = {}
-        for w, res, feat in zip(fresh, results, feats):
+        newest = {w.athlete_id: i for i, w in enumerate(fresh)}  # the dashboard shows only the newest traces
+        for i, (w, res, feat) in enumerate(zip(fresh, results, feats)):
             risk = float(min(1.0, max(0.0, res.prob)))
             modalities = ["sensor", "image"] if res.image_used else ["sensor"]
             score = RiskScore(
@@ -140,7 +141,8 @@ class ScoringPipeline:
                 processing_ms=round((now - w.ready_at) * 1000, 2), latency_ms=round((now - w.end) * 1000, 2),
                 scored_at=now,
             )
-            scored.append(Scored(score, traces_of(w, res.time_attn, res.attn_step_s)))
+            traces = traces_of(w, res.time_attn, res.attn_step_s) if newest[w.athlete_id] == i else None
+            scored.append(Scored(score, traces))
             state = self.states[w.athlete_id]
             alert = self.policy.step(state, athlete_id=w.athlete_id, session_id=w.session_id,
                                      window_end=w.end, risk=risk, now=now)

@@ -73,6 +73,7 @@ class SimulatorSettings(ServiceSettings):
     athletes: int = Field(12, ge=1)
     duration_s: float | None = Field(None, description="Stop after this many seconds (default: run until Ctrl-C)")
     frames_per_message: int = Field(10, ge=1, le=1000)
+    encoding: str = Field("json", pattern="^(json|binary)$", description="Wire encoding of FrameBatch messages")
     seed: int = 7
     fatigue_tau_s: float = Field(180.0, gt=0, description="Time constant of fatigue build-up (demo: minutes)")
     session_id: str = "demo-session"

@@ -103,7 +103,7 @@ async def simulate(settings: SimulatorSettings, *, athletes: list[SimAthlete] | 
                 frames = a.next(n)
                 body = encode_frames(athlete_id=a.athlete_id, session_id=settings.session_id,
                                      sensor_id=f"{a.athlete_id}-imu", seq=a.seq, t0=t0, hz=hz, frames=frames,
-                                     absent=a.absent)
+                                     absent=a.absent, encoding=settings.encoding)
                 a.seq += 1
                 await producer.send(topics.FRAMES, body, key=a.athlete_id.encode())
             stats.messages += len(athletes)

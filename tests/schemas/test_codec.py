@@ -89,3 +89,35 @@ def test_json_schema_alone_rejects_a_short_frame():
     schema = json.loads((OUT / "frame_batch.schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc(frames=[[0.5] * 3]), schema)
+
+
+def binary(n=10, **over) -> bytes:
+    frames = np.random.default_rng(1).uniform(0, 1, size=(n, N_CHANNELS)).astype(np.float32)
+    kw = {"athlete_id": "a1", "session_id": "s1", "sensor_id": "imu", "seq": 4, "t0": 1.7e9, "hz": 100.0}
+    kw.update(over)
+    return encode_frames(frames=frames, encoding="binary", **kw)
+
+
+def test_binary_and_json_encodings_decode_to_the_same_batch():
+    frames = np.random.default_rng(1).uniform(0, 1, size=(10, N_CHANNELS)).astype(np.float32)
+    frames[:, 3] = np.nan
+    kw = {"athlete_id": "a1", "session_id": "s1", "sensor_id": "imu", "seq": 4, "t0": 1.7e9, "hz": 100.0,
+          "frames": frames, "absent": [CHANNEL_NAMES[3]]}
+    j = decode_frame_batch(encode_frames(**kw), b"a1")
+    b = decode_frame_batch(encode_frames(encoding="binary", **kw), b"a1")
+    assert len(encode_frames(encoding="binary", **kw)) < len(encode_frames(**kw)) / 2
+    assert np.array_equal(j.frames, b.frames, equal_nan=True) and (j.seq, j.absent) == (b.seq, b.absent)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (binary()[:-4], Reason.CHANNEL_COUNT),                      # payload cut short
+        (b"IMF\x01\xff\xff\x00\x00{}", Reason.NOT_JSON),            # header runs past the end
+        (binary(athlete_id="bad id!"), Reason.SCHEMA_INVALID),
+        (binary(n=0), Reason.EMPTY_BATCH),
+        (binary(hz=50.0), Reason.UNSUPPORTED_RATE),
+    ],
+)
+def test_binary_encoding_keeps_the_validation_rules(data, reason):
+    assert reason_of(data) is reason
