@@ -96,6 +96,8 @@ def athlete_widget(ids: list[str]) -> str | None:
         return None
     if st.session_state.get("athlete") not in ids:
         wanted = st.query_params.get("athlete")
+        if wanted and wanted not in ids:
+            st.warning(f"No score for athlete {wanted!r} yet; showing {ids[0]}.")
         st.session_state["athlete"] = wanted if wanted in ids else ids[0]
     athlete = st.selectbox("Athlete", ids, key="athlete")
     st.query_params["athlete"] = athlete
@@ -156,6 +158,16 @@ def _trend(history: list[RiskScore], window_s: float) -> float | None:
     return history[-1].risk - earlier[-1].risk if earlier else None
 
 
+def traces_spec(athlete_id: str, traces: data.Traces) -> dict:
+    """The traces chart, rebuilt only when a new window arrives (refreshes often find the same one)."""
+    key = (athlete_id, traces.window_end)
+    cached = st.session_state.get("traces_spec")
+    if cached is None or cached[0] != key:
+        cached = (key, charts.spec(charts.traces_chart(traces)))
+        st.session_state["traces_spec"] = cached
+    return cached[1]
+
+
 def render_athlete(cfg: DashboardSettings, score: RiskScore, history: list[RiskScore], alerts: list[Alert],
                    traces: data.Traces | None, work: data.Workload, now: float) -> None:
     st.subheader(f"{score.athlete_id} · session {score.session_id}")
@@ -175,24 +187,24 @@ def render_athlete(cfg: DashboardSettings, score: RiskScore, history: list[RiskS
                f"{score.missing_fraction:.0%} of frames interpolated{absent}")
 
     st.markdown("**Risk over the session**")
-    st.altair_chart(charts.risk_timeline(history, alerts, cfg), width="stretch")
+    st.vega_lite_chart(spec=charts.spec(charts.risk_timeline(history, alerts, cfg)), width="stretch")
 
-    left, right = st.columns([3, 1])
+    st.markdown("**Latest window: joint traces and the model's attention (shaded)**")
+    if traces is None:
+        st.info("No traces kept for this athlete's latest window.")
+    else:
+        st.vega_lite_chart(spec=traces_spec(score.athlete_id, traces), width="content")
+        moments = ", ".join(f"{p.t:.2f} s ({p.weight:.2f})" for p in score.attention)
+        if moments:
+            st.caption(f"Most attended moments (s from window start, weight): {moments}")
+    left, right = st.columns([2, 1])
     with left:
-        st.markdown("**Latest window: joint traces and the model's attention (shaded)**")
-        if traces is None:
-            st.info("No traces kept for this athlete's latest window.")
-        else:
-            st.altair_chart(charts.traces_chart(traces), width="stretch")
-            moments = ", ".join(f"{p.t:.2f} s ({p.weight:.2f})" for p in score.attention)
-            if moments:
-                st.caption(f"Most attended moments: {moments}")
-    with right:
         st.markdown("**Workload**")
         st.html(render.workload_html(work))
+    with right:
         if score.image_used and score.regions:
             st.markdown("**Image regions attended**")
-            st.altair_chart(charts.regions_chart(score.regions))
+            st.vega_lite_chart(spec=charts.spec(charts.regions_chart(score.regions)), width="content")
 
 
 def render_alerts(cfg: DashboardSettings, alerts: list[Alert], events: list[Alert], acks: dict[str, data.Ack],
@@ -228,7 +240,9 @@ def athlete_panel(cfg: DashboardSettings, athlete_id: str) -> None:
         if score is None:
             st.info(f"No score for {athlete_id} yet.")
             return
-        history = data.athlete_history(client, athlete_id, count=cfg.history_points, session_id=score.session_id)
+        kept = data.update_history(client, athlete_id, st.session_state.get("history"), count=cfg.history_points)
+        st.session_state["history"] = kept  # one athlete's history: the next refresh reads only new entries
+        history = [s for s in kept.scores if s.session_id == score.session_id]
         alerts = [a for a in data.alert_history(client, athlete_id, count=cfg.alert_history)
                   if a.session_id == score.session_id]
         traces = data.latest_traces(client, athlete_id)

@@ -25,10 +25,16 @@ TRACE_GROUPS = (
 SIDE_COLOURS = alt.Scale(domain=["left", "right"], range=["#1565c0", "#ad1457"])
 ATTENTION_COLOUR = "#7e57c2"
 REGION_GRID = 7
+TRACE_WIDTH = 720
 
 
 def _utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, tz=timezone.utc)
+
+
+def spec(chart: alt.TopLevelMixin) -> dict:
+    """The Vega-Lite dict of a chart, without Altair's schema validation (the tests validate each builder)."""
+    return chart.to_dict(validate=False)
 
 
 def downsample_max(scores: list[RiskScore], n: int) -> list[RiskScore]:
@@ -54,7 +60,7 @@ def risk_timeline(history: list[RiskScore], alerts: list[Alert], settings: Dashb
         color=alt.Color("level:N", scale=alt.Scale(domain=list(LEVEL_BACKGROUNDS),
                                                    range=list(LEVEL_BACKGROUNDS.values())), legend=None))
     line = alt.Chart(df).mark_line(color="#263238", strokeWidth=1.5).encode(
-        x=alt.X("time:T", title="time"), y=alt.Y("risk:Q", title="injury risk", scale=alt.Scale(domain=[0, 1])))
+        x=alt.X("time:T", title="time", axis=alt.Axis(format="%H:%M:%S")), y=alt.Y("risk:Q", title="injury risk", scale=alt.Scale(domain=[0, 1])))
     dots = alt.Chart(df).mark_circle(size=18).encode(
         x="time:T", y="risk:Q",
         color=alt.Color("level:N", scale=alt.Scale(domain=list(LEVEL_COLOURS), range=list(LEVEL_COLOURS.values())),
@@ -89,19 +95,19 @@ def traces_chart(traces: Traces) -> alt.VConcatChart:
             if values is not None:
                 frames.append(pd.DataFrame({"t": traces.t[:len(values)], "value": values, "side": side}))
         area = alt.Chart(att).mark_area(color=ATTENTION_COLOUR, opacity=0.25).encode(
-            x=alt.X("t:Q", title="seconds in window"),
+            x=alt.X("t:Q", title="seconds in window", axis=alt.Axis(format=".1f")),
             y=alt.Y("attention:Q", title="attention", axis=alt.Axis(orient="right", titleColor=ATTENTION_COLOUR),
                     scale=alt.Scale(domain=[0, att_max or 1.0])))
         if frames:
             df = pd.concat(frames, ignore_index=True).dropna()
             lines = alt.Chart(df).mark_line(strokeWidth=1.3).encode(
-                x="t:Q", y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+                x="t:Q", y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(format="~r")),
                 color=alt.Color("side:N", scale=SIDE_COLOURS, title="side"),
                 tooltip=[alt.Tooltip("t:Q", format=".2f"), "side:N", alt.Tooltip("value:Q", format=".2f")])
             panel = alt.layer(area, lines).resolve_scale(y="independent")
         else:
             panel = area.properties(title=f"{title}: not measured")
-        panels.append(panel.properties(height=110, width="container"))
+        panels.append(panel.properties(height=110, width=TRACE_WIDTH))
     return alt.vconcat(*panels).resolve_scale(color="shared")
 
 
@@ -113,6 +119,7 @@ def regions_chart(regions: list[RegionPoint]) -> alt.Chart:
     return alt.Chart(df).mark_rect().encode(
         x=alt.X("col:O", title=None, axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("row:O", title=None, axis=alt.Axis(labels=False, ticks=False)),
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="purples"), title="region attention"),
+        color=alt.Color("weight:Q", scale=alt.Scale(scheme="purples"), title="region attention",
+                        legend=alt.Legend(orient="bottom", format=".2f")),
         tooltip=["row:O", "col:O", alt.Tooltip("weight:Q", format=".3f")],
     ).properties(width=180, height=180)

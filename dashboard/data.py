@@ -218,6 +218,44 @@ def athlete_history(r: redis.Redis, athlete_id: str, *, count: int = 3600,
 
 
 @dataclass(frozen=True)
+class History:
+    """An athlete's kept scores (oldest first) and the newest stream id read, for incremental refreshes."""
+
+    athlete_id: str
+    scores: tuple[RiskScore, ...] = ()
+    last_id: bytes | None = None
+
+
+def _id_key(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+def update_history(r: redis.Redis, athlete_id: str, cached: History | None, *, count: int = 3600) -> History:
+    """``cached`` plus the entries written since (one round trip); a full read when there is nothing to extend.
+
+    A stream whose newest id is older than the cached one was reset (Redis restarted, keys deleted):
+    it is read again from scratch.
+    """
+    key = keys.risk_history(athlete_id)
+    if cached is None or cached.athlete_id != athlete_id or cached.last_id is None:
+        raw = list(reversed(r.xrevrange(key, count=count)))
+        scores: list[RiskScore] = []
+    else:
+        pipe = r.pipeline(transaction=False)
+        pipe.xrevrange(key, count=1)
+        pipe.xrange(key, min=b"(" + cached.last_id, max="+", count=count)
+        newest, raw = pipe.execute()
+        if not newest or _id_key(newest[0][0]) < _id_key(cached.last_id):
+            return update_history(r, athlete_id, None, count=count)
+        scores = list(cached.scores)
+    last_id = raw[-1][0] if raw else (cached.last_id if cached is not None and cached.athlete_id == athlete_id
+                                      else None)
+    scores.extend(sc for _, f in raw if (sc := _score(f.get(b"v", b""))) is not None)
+    return History(athlete_id=athlete_id, scores=tuple(scores[-count:]), last_id=last_id)
+
+
+@dataclass(frozen=True)
 class Traces:
     """The latest scored window's channel traces (``stream.pipeline.traces_of``)."""
 

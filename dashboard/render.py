@@ -23,6 +23,7 @@ TABLE_CSS = """<style>
 table.im-table{border-collapse:collapse;width:100%;font-size:0.9rem;font-variant-numeric:tabular-nums}
 table.im-table th{text-align:left;border-bottom:2px solid #999;padding:4px 8px;white-space:nowrap}
 table.im-table td{border-bottom:1px solid #ddd;padding:3px 8px;white-space:nowrap}
+table.im-table tbody th{border-bottom:1px solid #ddd;font-weight:600;padding:3px 8px}
 table.im-table tr.im-stale td{opacity:0.55}
 span.im-badge{border-radius:4px;padding:1px 6px;font-size:0.8rem;font-weight:600}
 </style>"""
@@ -84,6 +85,7 @@ def squad_table_html(rows: Iterable[AthleteRow], *, now: float, dead_band: float
         bg = LEVEL_BACKGROUNDS.get(r.level, "#fff")
         stale = ' <span class="im-badge" style="background:#555;color:#fff">stale</span>' if r.stale else ""
         trend = trend_arrow(r.trend, dead_band)
+        trend_colour = {"↑": LEVEL_COLOURS["high"], "↓": LEVEL_COLOURS["low"]}.get(trend, "#555")
         trend_title = "no point kept from ~10 s ago" if r.trend is None else f"{r.trend:+.2f}"
         aid = escape(r.athlete_id)
         body.append(
@@ -92,7 +94,7 @@ def squad_table_html(rows: Iterable[AthleteRow], *, now: float, dead_band: float
             f"<td>{escape(r.session_id)}</td>"
             f'<td style="background:{bg}">{r.risk:.2f}</td>'
             f'<td style="background:{bg};color:{LEVEL_COLOURS.get(r.level, "#333")};font-weight:600">{r.level}</td>'
-            f'<td title="{trend_title}">{trend}</td>'
+            f'<td title="{trend_title}" style="color:{trend_colour};font-weight:700">{trend}</td>'
             f"<td>{format_age(r.age_s)}{stale}</td>"
             f"<td>{_alert_cell(r, now)}</td>"
             f'<td>{"yes" if r.image_used else "no"}</td></tr>'
