@@ -1,4 +1,4 @@
-"""The runtime backend contract (Polygraphy-style runners).
+"""The runtime backend contract (Polygraphy-style runners) and the backend registry.
 
 A backend runs a model artifact. The public methods check and measure; subclasses only
 implement the ``_activate_impl`` / ``_infer_impl`` / ``_deactivate_impl`` hooks::
@@ -12,12 +12,21 @@ Inputs are already normalised (see :class:`engine.scorer.Scorer` for physical un
 float32 and finite, ``has_img`` in [0, 1]. An empty batch returns empty outputs without
 calling the implementation; batches above ``max_batch`` are split. Heavy libraries are
 imported by each implementation when it is activated, never at import time.
+
+Names. A backend is chosen by a *spec*: a registered backend name (``onnxruntime``,
+``torch``, ``tensorrt``), an alias that fixes some options (``torch-cuda``,
+``torch-cuda-fp16``, ``tensorrt-fp32``, ... see :data:`BACKEND_SPECS`) or ``auto``:
+the first of :data:`AUTO_ORDER` that can run here (TensorRT with a usable engine, then
+torch on CUDA, then ONNX Runtime on the CPU, which measured fastest on the CPU at every
+batch size: docs/bench-engine.md).
 """
 
 from __future__ import annotations
 
 import abc
 import importlib
+import inspect
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +36,8 @@ import numpy as np
 
 from engine.artifact import ModelArtifact
 from engine.exceptions import BackendUnavailable, EngineError, InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,11 @@ class InferenceOutput:
 
 
 class Backend(abc.ABC):
-    """Base class of every runtime backend. Not thread-safe: one caller thread at a time."""
+    """Base class of every runtime backend. Not thread-safe: one caller thread at a time.
+
+    Every implementation accepts ``threads`` and ``max_batch`` (a backend that has no use
+    for ``threads`` ignores it), so one set of worker options fits them all.
+    """
 
     name: ClassVar[str] = "base"
 
@@ -67,6 +82,17 @@ class Backend(abc.ABC):
         """Whether this backend can run here with these options (library and device present)."""
         return True
 
+    @classmethod
+    def available_for(cls, artifact: ModelArtifact, **opts: Any) -> bool:
+        """Whether this backend can run ``artifact`` here (e.g. a TensorRT engine exists for
+        this GPU). ``auto`` uses it; the default is :meth:`available`."""
+        return cls.available(**opts)
+
+    @property
+    def label(self) -> str:
+        """A short description for logs and benchmark tables, e.g. ``torch-cuda-fp16+graphs``."""
+        return self.name
+
     # ------------------------------------------------------------------ lifecycle
     def activate(self) -> Backend:
         if not self.is_active:
@@ -86,6 +112,18 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
+
+    def warmup(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Run zeros through the model at these batch sizes (first-call allocations, kernel
+        selection, lazy CUDA-graph capture) without counting them in the statistics."""
+        if not self.is_active:
+            raise EngineError(f"{self.name} backend is not active: call activate() first")
+        for b in batch_sizes:
+            n = max(1, min(int(b), self.max_batch))
+            self._infer_impl(np.zeros((n, self.window, self.n_channels), np.float32),
+                             np.zeros((n, self.img_dim), np.float32),
+                             np.zeros((n, self.n_regions, self.region_dim), np.float32),
+                             np.zeros((n,), np.float32))
 
     # ------------------------------------------------------------------ inference
     def infer(self, x: np.ndarray, img: np.ndarray, regions: np.ndarray, has_img: np.ndarray) -> InferenceOutput:
@@ -155,29 +193,87 @@ class Backend(abc.ABC):
 BACKENDS: dict[str, str] = {
     "onnxruntime": "engine.backends.onnxruntime:OnnxRuntimeBackend",
     "torch": "engine.backends.torch:TorchBackend",
+    "tensorrt": "engine.backends.tensorrt:TensorRTBackend",
 }
-AUTO_ORDER: tuple[str, ...] = ("onnxruntime", "torch")
+
+# Aliases: a registered backend plus fixed options.
+BACKEND_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
+    "onnxruntime-cpu": ("onnxruntime", {}),
+    "torch-cpu": ("torch", {"device": "cpu"}),
+    "torch-cuda": ("torch", {"device": "cuda"}),
+    "torch-cuda-fp16": ("torch", {"device": "cuda", "precision": "fp16"}),
+    "torch-cuda-eager": ("torch", {"device": "cuda", "cuda_graphs": False}),
+    "torch-cuda-fp16-eager": ("torch", {"device": "cuda", "precision": "fp16", "cuda_graphs": False}),
+    "tensorrt-fp16": ("tensorrt", {"precision": "fp16"}),
+    "tensorrt-fp32": ("tensorrt", {"precision": "fp32"}),
+}
+
+# ``auto``: fastest first, by availability (CPU: ONNX Runtime, see docs/bench-engine.md).
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "torch-cuda", "onnxruntime-cpu")
 
 
 def backend_class(name: str) -> type[Backend]:
     if name not in BACKENDS:
-        raise EngineError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)} or 'auto'")
+        raise EngineError(f"unknown backend {name!r}; choose one of {backend_names()} or 'auto'")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
+def backend_names() -> list[str]:
+    """Every spec :func:`get_backend` accepts, except ``auto``."""
+    return sorted(set(BACKENDS) | set(BACKEND_SPECS))
+
+
+def resolve_spec(spec: str, **opts: Any) -> tuple[str, dict[str, Any]]:
+    """``spec`` (a backend name or an alias) -> (registered backend name, options).
+    Options given here override the alias's, except that an alias's fixed options
+    must not be contradicted (``torch-cuda`` with ``device="cpu"`` is an error)."""
+    if spec in BACKENDS:
+        return spec, dict(opts)
+    if spec in BACKEND_SPECS:
+        name, fixed = BACKEND_SPECS[spec]
+        clash = {k: (opts[k], v) for k, v in fixed.items() if k in opts and opts[k] != v}
+        if clash:
+            raise EngineError(f"backend {spec!r} fixes {sorted(clash)}; got {clash}")
+        return name, {**opts, **fixed}
+    raise EngineError(f"unknown backend {spec!r}; choose one of {backend_names()} or 'auto'")
+
+
+def _accepted(cls: type[Backend], opts: dict[str, Any]) -> dict[str, Any]:
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(opts)
+    return {k: v for k, v in opts.items() if k in params}
+
+
+def auto_choice(artifact: ModelArtifact, **opts: Any) -> tuple[str, dict[str, Any]]:
+    """The first spec of :data:`AUTO_ORDER` that can run ``artifact`` here, as
+    (backend name, options); options a candidate does not take are dropped for it."""
+    tried = []
+    for spec in AUTO_ORDER:
+        name, fixed = BACKEND_SPECS.get(spec, (spec, {}))
+        try:
+            cls = backend_class(name)
+        except ImportError as exc:  # pragma: no cover - a broken optional install
+            tried.append(f"{spec}: {exc}")
+            continue
+        cand = {**_accepted(cls, {k: v for k, v in opts.items() if k not in fixed}), **fixed}
+        if cls.available_for(artifact, **cand):
+            return name, cand
+        tried.append(spec)
+    raise BackendUnavailable(f"no backend of {AUTO_ORDER} can run here (tried {tried})")
+
+
 def get_backend(name: str, artifact_dir: ModelArtifact | str | os.PathLike[str], **opts: Any) -> Backend:
-    """A backend by name ("onnxruntime", "torch" or "auto": the first available of
-    ``AUTO_ORDER``), not yet activated. Raises :class:`BackendUnavailable` if it cannot
-    run here."""
+    """A backend by spec (see the module docstring), not yet activated. Raises
+    :class:`BackendUnavailable` if it cannot run here."""
+    artifact = artifact_dir if isinstance(artifact_dir, ModelArtifact) else ModelArtifact.load(artifact_dir)
     if name == "auto":
-        for candidate in AUTO_ORDER:
-            if backend_class(candidate).available(**opts):
-                name = candidate
-                break
-        else:
-            raise BackendUnavailable(f"no backend of {AUTO_ORDER} can run here")
-    cls = backend_class(name)
-    if not cls.available(**opts):
-        raise BackendUnavailable(f"backend {name!r} cannot run here with options {opts}")
-    return cls(artifact_dir, **opts)
+        backend, bopts = auto_choice(artifact, **opts)
+        log.info("backend auto -> %s %s", backend, {k: v for k, v in bopts.items() if k not in ("threads",)})
+    else:
+        backend, bopts = resolve_spec(name, **opts)
+    cls = backend_class(backend)
+    if not cls.available(**bopts):
+        raise BackendUnavailable(f"backend {name!r} cannot run here with options {bopts}")
+    return cls(artifact, **bopts)

@@ -60,3 +60,14 @@ def test_export_of_a_model_object_with_metadata(make_artifact, tmp_path: Path) -
     report = export_onnx(model, tmp_path / "x.onnx", metadata={"k": [1, 2]})
     assert read_onnx_metadata(report.path) == {"k": [1, 2]}
     assert model.training  # the caller's mode is restored
+
+
+def test_only_the_batch_axis_is_dynamic(make_artifact) -> None:
+    """TensorRT's optimisation profile (engine.tensorrt_build) varies axis 0 only."""
+    proto = onnx.load(str(ModelArtifact.load(make_artifact()).onnx_path))
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch", value.name
+        assert all(d.dim_value > 0 for d in dims[1:]), value.name
+    assert [v.name for v in proto.graph.input] == list(INPUT_NAMES)
+    assert [v.name for v in proto.graph.output] == list(OUTPUT_NAMES)
