@@ -1,0 +1,181 @@
+"""Turn stream-bench results into Markdown tables, the latency-vs-athletes plot and
+profile summaries. Pure formatting over the ``results.json`` dictionary."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from pathlib import Path
+
+from stream.bench.contenders import LABELS
+
+
+def _fmt(v, digits: int = 0) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "∞"
+        if math.isnan(v):
+            return "–"
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_inference(inf: dict) -> str:
+    rows = [[str(b), _fmt(v)] for b, v in sorted(inf["windows_per_s"].items(), key=lambda kv: int(kv[0]))]
+    return (f"Backend `{inf['backend']}`, {inf['threads']} threads, one caller (like the worker's executor):\n\n"
+            + _table(["batch", "windows/s"], rows)
+            + f"\n\nBest: {_fmt(inf['best_windows_per_s'])} windows/s at batch {inf['best_batch']}; "
+              f"{_fmt(inf['windows_per_athlete_s'], 1)} windows per athlete per second, so the "
+              f"**inference-bound limit is {_fmt(inf['limit_athletes'])} athletes** (load average {inf['loadavg']}).")
+
+
+def render_drain(drain: dict) -> str:
+    s = drain["summary"]
+    rows = []
+    for kind, v in s.items():
+        rows.append([LABELS.get(kind, kind), _fmt(v["frames_per_s"]), _fmt(v.get("messages_per_s")),
+                     _fmt(v["windows_per_s"]), _fmt(v["ratio_to_floor"], 3),
+                     ", ".join(_fmt(x) for x in v["frames_per_s_all"]) + (f" ({v['failed']} failed)" if v["failed"]
+                                                                          else "")])
+    head = (f"{drain['athletes']} athletes x {drain['seconds']:g} s of 100 Hz frames = {drain['messages']:,} messages "
+            f"({drain['frames']:,} frames, {drain['encoding']}, {drain['message_bytes']:,} B each), "
+            f"{drain['windows']:,} windows; preloaded at {_fmt(drain['preload']['messages_per_s'])} msg/s.\n\n")
+    table = _table(["contender", "frames/s (median)", "messages/s", "windows/s", "ratio to (a)", "frames/s of each run"],
+                   rows)
+    raw = [[r["kind"], str(r["repeat"]), _fmt(r.get("frames_per_s")), _fmt(r.get("frames_per_s_whole")),
+            _fmt(r.get("windows_per_s")), _fmt(r.get("drain_s"), 1), str(r.get("loadavg_before")),
+            (r.get("error") or "")[:80].replace("\n", " ").replace("|", "/")] for r in drain["runs"]]
+    raw_table = _table(["contender", "repeat", "frames/s 10–90 %", "frames/s whole", "windows/s", "drain s",
+                        "load avg before", "error"], raw)
+    prof = ""
+    for p in drain.get("profiles", []):
+        prof += (f"\n- profiled {p['kind']}: {_fmt(p.get('frames_per_s'))} frames/s under the profiler; files "
+                 + ", ".join(f"`{f}`" for f in p.get("profile_files", [])))
+    return head + table + "\n\nEvery run:\n\n" + raw_table + ("\n" + prof if prof else "")
+
+
+def render_live(live: dict, limit_ms: float) -> str:
+    parts = []
+    for kind, cap in live.items():
+        rows = []
+        steps = list(cap.get("steps", [])) + ([cap["half"]] if cap.get("half") else [])
+        for s in steps:
+            rows.append([_fmt(s["athletes"]) + (" (½ cap)" if s.get("half_capacity_check") else ""),
+                         _fmt(s.get("p50_kafka_ms"), 1), _fmt(s.get("p99_kafka_ms"), 1),
+                         _fmt(s.get("p50_redis_ms"), 1), _fmt(s.get("p99_redis_ms"), 1),
+                         _fmt(s.get("p99_worker_ms"), 1), _fmt(s.get("lag_growth_msgs_per_s"), 1),
+                         _fmt(s.get("load_max_behind_s"), 3), str(s.get("loadavg_before")),
+                         "pass" if s.get("passed") else "fail" + (f": {s['error'][:60]}" if s.get("error") else "")])
+        parts.append(f"**{LABELS.get(kind, kind)}**: capacity **{_fmt(cap.get('capacity'))} athletes** "
+                     f"(p99 < {limit_ms:g} ms, lag not growing)\n\n"
+                     + _table(["athletes", "p50 topic ms", "p99 topic ms", "p50 Redis ms", "p99 Redis ms",
+                               "p99 worker hist. ms", "lag growth msg/s", "load behind s", "load avg", "result"], rows)
+                     + (f"\n\nError: {cap['error']}" if cap.get("error") else ""))
+    return "\n\n".join(parts)
+
+
+def render_markdown(results: dict, plot: Path | None = None) -> str:
+    m = results["machine"]
+    out = [f"# Stream benchmark {results.get('started', '')}", "",
+           f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Python {m['python']}; "
+           f"versions {m['versions']}; Quix Streams {results.get('quix', {}).get('version')}. "
+           f"Load average at start {results.get('loadavg_start')}, at end {results.get('loadavg_end')}.", ""]
+    if "inference" in results:
+        out += ["## Inference-bound limit", "", render_inference(results["inference"]), ""]
+    if "drain" in results:
+        out += ["## Throughput (backlog drain)", "", render_drain(results["drain"]), ""]
+    if "live" in results:
+        out += ["## Live capacity", "", render_live(results["live"], results["config"]["p99_limit_ms"]), ""]
+    if plot is not None:
+        out += [f"![latency vs athletes]({plot.name})", ""]
+    return "\n".join(out)
+
+
+def plot_latency(results: dict, path: Path) -> Path | None:
+    """p50 and p99 window-end-to-score latency (on ``injury.risk``) against athletes, per contender."""
+    live = results.get("live") or {}
+    if not any(cap.get("steps") for cap in live.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    colors = {"faust": "tab:blue", "quix": "tab:orange", "faust-null": "tab:green"}
+    cap_ms = 30_000.0
+    for kind, cap in live.items():
+        steps = sorted(list(cap.get("steps", [])) + ([cap["half"]] if cap.get("half") else []),
+                       key=lambda s: s["athletes"])
+        steps = [s for s in steps if s.get("p99_kafka_ms") is not None]
+        if not steps:
+            continue
+        n = [s["athletes"] for s in steps]
+        p99 = [min(cap_ms, s["p99_kafka_ms"]) for s in steps]
+        p50 = [min(cap_ms, s["p50_kafka_ms"]) for s in steps]
+        c = colors.get(kind)
+        ax.plot(n, p99, "o-", color=c, label=f"{LABELS.get(kind, kind)}: p99")
+        ax.plot(n, p50, "s--", color=c, alpha=0.6, label=f"{kind}: p50")
+        if cap.get("capacity"):
+            ax.axvline(cap["capacity"], color=c, lw=0.8, ls=":")
+    limit = results["config"]["p99_limit_ms"]
+    ax.axhline(limit, color="red", lw=1, label=f"{limit:g} ms (capacity criterion)")
+    ax.axhline(100, color="grey", lw=1, ls="--", label="100 ms")
+    inf = results.get("inference")
+    if inf:
+        ax.axvline(inf["limit_athletes"], color="black", lw=1, ls="-.", label="inference-bound limit")
+    ax.set_xlabel("athletes at 100 Hz (one worker)")
+    ax.set_ylabel("window end → score on injury.risk (ms)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"Latency vs athletes ({results['machine']['cores']} cores; broker, Redis, load and worker together)",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def summarize_pstats(path: Path, top: int = 40) -> str:
+    """The ``top`` functions by cumulative and by own time of a cProfile dump."""
+    import io
+    import pstats
+
+    out = io.StringIO()
+    st = pstats.Stats(str(path), stream=out)
+    st.strip_dirs()
+    out.write(f"# {path.name}: by cumulative time\n")
+    st.sort_stats("cumulative").print_stats(top)
+    out.write(f"\n# {path.name}: by own time\n")
+    st.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+_TITLE = re.compile(r"<title>(.*?) \(([\d,]+) samples?, ([\d.]+)%\)</title>")
+
+
+def summarize_flamegraph(path: Path, top: int = 40) -> str:
+    """The frames with the most samples (inclusive) in a py-spy flamegraph SVG, merged by name."""
+    text = path.read_text(errors="replace")
+    totals: dict[str, float] = {}
+    for m in _TITLE.finditer(text):
+        name = html.unescape(m.group(1))
+        pct = float(m.group(3))
+        totals[name] = max(totals.get(name, 0.0), pct)  # the widest occurrence of the frame
+    rows = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    lines = [f"# {path.name}: widest frames (inclusive % of samples)"]
+    lines += [f"{pct:6.2f}%  {name}" for name, pct in rows]
+    return "\n".join(lines) + "\n"
