@@ -173,8 +173,9 @@ def render_athlete(cfg: DashboardSettings, score: RiskScore, history: list[RiskS
     st.subheader(f"{score.athlete_id} · session {score.session_id}")
     trend = _trend(history, cfg.trend_window_s)
     cols = st.columns(4)
-    cols[0].metric("Risk", f"{score.risk:.2f}", delta=None if trend is None else f"{trend:+.2f}",
-                   delta_color="inverse", help=f"Change over the last {cfg.trend_window_s:g} s")
+    steady = trend is not None and abs(trend) <= cfg.trend_dead_band
+    cols[0].metric("Risk", f"{score.risk:.2f}", delta=None if trend is None or steady else f"{trend:+.2f}",
+                   delta_color="inverse", help=f"Change over the last {cfg.trend_window_s:g} s (none shown: steady)")
     cols[1].metric("Level", score.level)
     cols[2].metric("Last data", render.format_age(now - score.scored_at))
     cols[3].metric("Latency", f"{score.latency_ms:.0f} ms", help="Window end to scored")
@@ -205,6 +206,7 @@ def render_athlete(cfg: DashboardSettings, score: RiskScore, history: list[RiskS
         if score.image_used and score.regions:
             st.markdown("**Image regions attended**")
             st.vega_lite_chart(spec=charts.spec(charts.regions_chart(score.regions)), width="content")
+            st.caption("7×7 grid over the image; darker = more attention (top regions only).")
 
 
 def render_alerts(cfg: DashboardSettings, alerts: list[Alert], events: list[Alert], acks: dict[str, data.Ack],

@@ -116,10 +116,9 @@ def regions_chart(regions: list[RegionPoint]) -> alt.Chart:
     weight = {p.region: p.weight for p in regions}
     df = pd.DataFrame([{"row": i // REGION_GRID, "col": i % REGION_GRID, "weight": weight.get(i, 0.0)}
                        for i in range(REGION_GRID * REGION_GRID)])
-    return alt.Chart(df).mark_rect().encode(
+    return alt.Chart(df).mark_rect(stroke="#ffffff", strokeWidth=1).encode(
         x=alt.X("col:O", title=None, axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("row:O", title=None, axis=alt.Axis(labels=False, ticks=False)),
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="purples"), title="region attention",
-                        legend=alt.Legend(orient="bottom", format=".2f")),
+        color=alt.Color("weight:Q", scale=alt.Scale(scheme="purples"), legend=None),
         tooltip=["row:O", "col:O", alt.Tooltip("weight:Q", format=".3f")],
     ).properties(width=180, height=180)

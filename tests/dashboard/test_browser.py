@@ -116,15 +116,20 @@ def test_squad_athlete_view_and_acknowledgement(redis_url, dashboard_url, browse
         browser.save_screenshot(str(artifacts_dir / "dashboard-athlete.png"))
         browser.set_window_size(1400, 1500)
 
-        # Alerts: acknowledge the newest active alert; the acknowledgement lands in Redis.
+        # Alerts: acknowledge the alert the form offers first; the acknowledgement lands in Redis.
         browser.get(f"{dashboard_url}/?view=alerts")
         name = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Your name"]')))
-        r = data.connect(redis_url)
-        target = data.active_alerts(r)[0].alert_id
         name.send_keys("Coach Selenium")
-        browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Note (optional)"]').send_keys("checked knee")
-        browser.find_element(By.XPATH, '//button[normalize-space()="Acknowledge"]').click()
-        WebDriverWait(browser, WAIT_S).until(lambda _: r.hget(keys.alert_ack(target), "by") == b"Coach Selenium")
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, 'input[aria-label="Note (optional)"]'))
+                   ).send_keys("checked knee")
+        wait.until(ec.element_to_be_clickable((By.XPATH, '//button[normalize-space()="Acknowledge"]'))).click()
+        r = data.connect(redis_url)
+
+        def acked(_) -> str | None:  # the feeder may raise new alerts meanwhile: look at every one kept
+            ids = {a.alert_id for a in data.recent_alerts(r, data.athlete_ids(r))}
+            return next((i for i in ids if r.hget(keys.alert_ack(i), "by") == b"Coach Selenium"), None)
+
+        target = WebDriverWait(browser, WAIT_S).until(acked)
         assert r.hget(keys.alert_ack(target), "note") == b"checked knee"
-        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#im-active-alerts"), "Coach Selenium at"))
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#im-alert-history"), "Coach Selenium at"))
         browser.save_screenshot(str(artifacts_dir / "dashboard-alerts.png"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import urllib.request
+from pathlib import Path
 
 from dashboard.launch import APP, run_dashboard, settings_env, streamlit_command
 from dashboard.settings import DashboardSettings
@@ -39,6 +40,9 @@ def test_run_dashboard_serves_the_page(redis_url, tmp_path):
         wait_port("127.0.0.1", port, 60, proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
             assert r.status == 200 and r.read() == b"ok"
+        child_env = (Path("/proc") / str(proc.pid) / "environ").read_bytes().split(b"\0")
+        assert f"INJURY_MONITOR_REDIS_URL={redis_url}".encode() in child_env
+        assert any(e.startswith(b"MALLOC_ARENA_MAX=") for e in child_env)
     finally:
         proc.terminate()
         proc.wait(20)

@@ -31,8 +31,8 @@ def test_squad_table_has_one_row_per_athlete_with_level_colour_and_stale_flag():
 
 
 def test_squad_table_escapes_stream_values_and_says_when_empty():
-    html = render.squad_table_html([_row('<img src=x onerror="alert(1)">')], now=100.0)
-    assert "<img" not in html and "&lt;img" in html
+    html = render.squad_table_html([_row('<img src=x onerror="alert(1)">', session_id="<b>s</b>")], now=100.0)
+    assert "<img" not in html and "&lt;img" in html and "<b>" not in html and "&lt;b&gt;s" in html
     assert "No athlete matches." in render.squad_table_html([], now=0.0)
 
 
