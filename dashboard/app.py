@@ -249,12 +249,15 @@ def athlete_panel(cfg: DashboardSettings, athlete_id: str) -> None:
                   if a.session_id == score.session_id]
         traces = data.latest_traces(client, athlete_id)
         load = data.player_load(client, athlete_id)
+        chronic = data.chronic_load(client, athlete_id, score.session_id)
     except redis.RedisError as exc:
         render_redis_error(cfg, exc)
         return
     work = data.workload(history, traces)
     if load is not None and load[1] in (None, score.session_id):
-        work = replace(work, player_load=load[0], player_load_session=load[1])
+        ratio, n = data.acute_chronic(load[0], chronic)
+        work = replace(work, player_load=load[0], player_load_session=load[1], acute_chronic=ratio,
+                       baseline_sessions=n)
     render_athlete(cfg, score, history, alerts, traces, work, time.time())
 
 

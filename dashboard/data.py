@@ -361,6 +361,8 @@ class Workload:
     knee_rom: dict[str, float] = field(default_factory=dict)  # latest window, deg, per side
     player_load: float | None = None  # accumulated, when the worker publishes it
     player_load_session: str | None = None
+    acute_chronic: float | None = None  # this session's PlayerLoad / mean of the athlete's previous sessions
+    baseline_sessions: int = 0
 
 
 def _finite(xs: list[float] | None) -> list[float]:
@@ -409,6 +411,26 @@ def player_load(r: redis.Redis, athlete_id: str) -> tuple[float, str | None] | N
         return float(raw["player_load"]), raw.get("session_id")
     except (KeyError, ValueError):
         return None
+
+
+def chronic_load(r: redis.Redis, athlete_id: str, current_session: str) -> tuple[float, int] | None:
+    """Mean PlayerLoad of the athlete's previous sessions (``schemas.keys.workload_sessions``), and their count."""
+    raw = {_s(k): _s(v) for k, v in r.hgetall(keys.workload_sessions(athlete_id)).items()}
+    previous = []
+    for session, value in raw.items():
+        try:
+            if session != current_session:
+                previous.append(float(value))
+        except ValueError:
+            continue
+    return (sum(previous) / len(previous), len(previous)) if previous else None
+
+
+def acute_chronic(acute: float | None, chronic: tuple[float, int] | None) -> tuple[float | None, int]:
+    """Acute:chronic ratio against the athlete's own baseline (None until a previous session exists)."""
+    if acute is None or chronic is None or chronic[0] <= 0:
+        return None, chronic[1] if chronic else 0
+    return acute / chronic[0], chronic[1]
 
 
 # ---------------------------------------------------------------------------------------- export

@@ -168,5 +168,8 @@ def workload_html(w: Workload) -> str:
     ]
     if w.player_load is not None:
         rows.append(("PlayerLoad (accumulated)", f"{w.player_load:.1f} AU"))
+        rows.append(("Acute:chronic load (vs own previous sessions)",
+                     f"{w.acute_chronic:.2f} ({w.baseline_sessions} session(s))" if w.acute_chronic is not None
+                     else "no previous session yet"))
     body = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f'{TABLE_CSS}<table class="im-table" id="im-workload"><tbody>{body}</tbody></table>'

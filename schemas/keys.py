@@ -10,6 +10,8 @@
 | ``im:alerts:hist:{athlete_id}`` | stream | alert events, entry id ``{window_end_ms}-0``, field ``v`` = Alert JSON |
 | ``im:alerts:ack:{alert_id}`` | hash | ``by``, ``at`` (epoch s), ``note``: a coach's acknowledgement |
 | ``im:window:{athlete_id}`` | string | latest scored window's channel traces + attention (JSON, for the athlete view) |
+| ``im:load:{athlete_id}`` | hash | ``session_id``, ``player_load`` (PlayerLoad AU accumulated this session), ``seconds``, ``updated_at`` |
+| ``im:load:sessions:{athlete_id}`` | hash | session_id -> that session's PlayerLoad (the chronic baseline of the acute:chronic ratio) |
 | ``emb:{encoder_version}:{athlete_id}`` | hash | image embedding bytes and metadata (imaging) |
 
 Entry ids derive from the window end, so XADD of a replayed window fails with
@@ -42,6 +44,14 @@ def alert_ack(alert_id: str) -> str:
 
 def latest_window(athlete_id: str) -> str:
     return f"{PREFIX}:window:{athlete_id}"
+
+
+def workload(athlete_id: str) -> str:
+    return f"{PREFIX}:load:{athlete_id}"
+
+
+def workload_sessions(athlete_id: str) -> str:
+    return f"{PREFIX}:load:sessions:{athlete_id}"
 
 
 def embedding(encoder_version: str, athlete_id: str) -> str:

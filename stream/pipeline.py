@@ -57,6 +57,19 @@ def top_regions(weights: np.ndarray | None, k: int = TOP_K) -> list[RegionPoint]
     return [RegionPoint(region=int(i), weight=round(float(weights[i]), 4)) for i in idx]
 
 
+G = 9.80665
+_ACC = [[CHANNEL_INDEX[f"{seg}_acc_{a}"] for a in "xyz"] for seg in ("thigh_l", "thigh_r", "shank_l", "shank_r")]
+
+
+def player_load(window: Window, hop: int) -> float:
+    """PlayerLoad (AU) of the window's newest ``hop`` frames: sum of sqrt(dax^2 + day^2 + daz^2) / 100
+    with accelerations in g, averaged over the IMUs present (Catapult's definition at 100 Hz)."""
+    tail = window.data[-(hop + 1):].astype(np.float64) / G
+    loads = [np.sqrt((np.diff(tail[:, cols], axis=0) ** 2).sum(axis=1)).sum() / 100.0
+             for cols in _ACC if not np.isnan(tail[:, cols]).any()]
+    return float(np.mean(loads)) if loads else 0.0
+
+
 def traces_of(window: Window, attn: np.ndarray, step_s: float) -> dict:
     """Decimated channel traces of a window plus attention resampled onto the same time axis."""
     data = window.data[::TRACE_DECIMATE]
@@ -73,7 +86,8 @@ def traces_of(window: Window, attn: np.ndarray, step_s: float) -> dict:
 
 class ScoringPipeline:
     def __init__(self, *, scorer, sink: Sink | None, publish: Publish, policy: AlertPolicy, levels: Levels,
-                 executor: Executor, metrics: WorkerMetrics, images: ImageLookup | None = None) -> None:
+                 executor: Executor, metrics: WorkerMetrics, images: ImageLookup | None = None,
+                 hop: int = 50) -> None:
         self.scorer = scorer
         self.sink = sink
         self.publish = publish
@@ -82,6 +96,7 @@ class ScoringPipeline:
         self.executor = executor
         self.metrics = metrics
         self.images = images
+        self.hop = hop  # frames between windows: each window adds its newest hop to the workload
         self.states: dict[str, AlertState] = {}
 
     def forget(self, athlete_ids: set[str]) -> None:
@@ -142,7 +157,8 @@ class ScoringPipeline:
                 scored_at=now,
             )
             traces = traces_of(w, res.time_attn, res.attn_step_s) if newest[w.athlete_id] == i else None
-            scored.append(Scored(score, traces))
+            hop = min(self.hop, len(w.data) - 1)
+            scored.append(Scored(score, traces, load=player_load(w, hop), load_s=hop / w.hz))
             state = self.states[w.athlete_id]
             alert = self.policy.step(state, athlete_id=w.athlete_id, session_id=w.session_id,
                                      window_end=w.end, risk=risk, now=now)

@@ -16,6 +16,8 @@ class Scored:
 
     score: RiskScore
     traces: dict | None = None  # {"t": [...], "channels": {name: [...]}, "attention": [...]}
+    load: float = 0.0  # PlayerLoad (AU) of the window's newest hop, added to the session's total
+    load_s: float = 0.0  # the seconds that hop covers
 
 
 class Sink(ABC):

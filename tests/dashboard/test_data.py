@@ -228,3 +228,16 @@ def test_update_history_reads_only_new_entries_and_recovers_from_a_reset(client,
     client.delete(keys.risk_history("ath-a"))  # Redis emptied, then the worker writes older event times
     write([make_score("ath-a", 500.0, 0.7)])
     assert [s.risk for s in data.update_history(client, "ath-a", h2, count=5).scores] == [0.7]
+
+
+def test_acute_chronic_against_the_athletes_own_previous_sessions(redis_url):
+    import redis as sync_redis
+
+    from dashboard import data
+    from schemas import keys
+
+    r = sync_redis.Redis.from_url(redis_url)
+    assert data.acute_chronic(12.0, data.chronic_load(r, "a", "today")) == (None, 0)
+    r.hset(keys.workload_sessions("a"), mapping={"mon": 10.0, "wed": 20.0, "today": 30.0})
+    ratio, n = data.acute_chronic(30.0, data.chronic_load(r, "a", "today"))
+    assert n == 2 and abs(ratio - 2.0) < 1e-9

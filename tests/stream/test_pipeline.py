@@ -68,3 +68,45 @@ def test_scores_alerts_and_idempotent_replay():
     pipe2 = make(sink, published)
     again = asyncio.run(pipe2.run_batch(wins))
     assert again == [] and len(published) == 1 and len(sink.history["a"]) == 5
+
+
+def test_player_load_counts_only_the_newest_hop_and_skips_absent_imus():
+    from schemas.channels import CHANNEL_INDEX
+    from stream.pipeline import G, player_load
+
+    w = window("a", 1000, 0.1)
+    data = w.data.copy()
+    data[:, CHANNEL_INDEX["shank_l_acc_z"]] = np.arange(200) * G  # +1 g per frame on one IMU
+    data[:, [CHANNEL_INDEX[f"thigh_r_acc_{a}"] for a in "xyz"]] = np.nan  # an absent IMU
+    w2 = Window("a", "s1", 1000, 100.0, data, 0.0, (), ready_at=0.0)
+    # shank_l: 50 steps of 1 g / 100 = 0.5 AU; the other two present IMUs are flat; thigh_r is skipped
+    assert abs(player_load(w2, 50) - 0.5 / 3) < 1e-6
+
+
+def test_redis_sink_accumulates_workload_per_session(redis_url):
+    import redis as sync_redis
+
+    from schemas import keys
+    from stream.pipeline import G
+    from stream.sinks.redis import RedisSink, connect
+
+    sink_calls = []
+
+    async def go():
+        sink = RedisSink(connect(redis_url))
+        pipe = make(sink, sink_calls)
+        for i, session in enumerate(["s1", "s1", "s2"]):
+            win = window("a", 1000 + 50 * i, 0.1)
+            data = win.data.copy()
+            data[:, :] = 0.0
+            data[:, 0] = np.arange(200) * G  # thigh_l_acc_x ramps: 0.5/4 AU per hop
+            await pipe.run_batch([Window("a", session, win.end_index, 100.0, data, 0.0, (), 0.0)])
+        await sink.close()
+
+    asyncio.run(go())
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    load = r.hgetall(keys.workload("a"))
+    assert load["session_id"] == "s2" and abs(float(load["player_load"]) - 0.125) < 1e-6
+    assert abs(float(load["seconds"]) - 0.5) < 1e-6
+    sessions = r.hgetall(keys.workload_sessions("a"))
+    assert abs(float(sessions["s1"]) - 0.25) < 1e-6 and abs(float(sessions["s2"]) - 0.125) < 1e-6
