@@ -24,13 +24,23 @@ contact, higher vertical loading rate). The *effective state* at time ``t``
 - IMU accelerometers read the segment's specific force (body vertical force from the
   GRF, gravity, tangential/centripetal terms of the segment rotation, tibial shock at
   contact scaled by the loading rate); gyroscopes read the segment angular velocity
-  (sagittal from hip/knee angles, frontal from the valgus rate) plus noise.
+  (sagittal from hip/knee angles, frontal from the valgus rate) plus noise, in the
+  segment frame of :mod:`schemas.channels` (x forward, y left, z up, right-hand rule):
+  a segment whose distal end swings forward has a NEGATIVE ``*_gyr_y``, as real
+  recordings imported by :mod:`engine.data.recordings` have.
 
 The known probability per window is :func:`true_risk`, a logistic function of the
-effective state at the window's end, prior injury and an image lesion. Image findings
-are not rendered here (another module renders radiographs); for training, image
-features are synthesised by :func:`synthetic_image_features` as a fixed random pattern
-plus noise, so the model's image path is exercised.
+effective state at the window's end, prior injury and an image lesion.
+:func:`window_dataset` draws labelled windows at random times of each athlete's session;
+:func:`session_dataset` draws whole sessions scored every few seconds with injury events
+(hazard proportional to the known risk) for alert lead-time evaluation.
+
+Image findings: :mod:`engine.data.image_bank` renders knee radiographs (with a lesion
+exactly when the athlete has ``image_lesion``) as real DICOM files with
+:mod:`engine.imaging.synthetic`, embeds them with the real ResNet50 encoder and caches
+the embeddings; training uses those. :func:`synthetic_image_features` (a fixed random
+pattern, encoder ``synthetic-image-v1``) is only a cheap, clearly separable stand-in for
+unit tests of the model plumbing; no trained artifact uses it.
 
 All values lie inside each channel's ``[lo, hi]`` of :mod:`schemas.channels`.
 """
@@ -341,7 +351,11 @@ def _render(phi: np.ndarray, fat: np.ndarray, tr: dict[str, np.ndarray], f_strid
                 az = az + shock
                 ax = ax + 0.4 * shock
             gx = sign * frontal * leg["w_valgus"]
-            gy = om
+            # Right-hand rule about the segment's y axis (pointing left): a positive rate tips
+            # the segment's top forward, so the distal end swinging forward (hip flexing, the
+            # knee extending in swing) reads NEGATIVE, as a real gyroscope and the recording
+            # import (engine/data/recordings.py) say. (Before gyro-sign v2 this was +om.)
+            gy = -om
             gz = 0.6 * np.sin(2 * np.pi * leg["ph"] + 0.3) * (f_stride / 1.4)
             base = CHANNEL_INDEX[f"{seg}_{side}_acc_x"]
             for j, v in enumerate((ax, ay, az, gx, gy, gz)):
@@ -422,7 +436,12 @@ class GaitStream:
 # --------------------------------------------------------------------------- windows
 @dataclass(frozen=True)
 class SyntheticWindows:
-    """A labelled set of windows. ``x`` (n, window, 32) float32 in physical units."""
+    """A labelled set of windows. ``x`` (n, window, 32) float32 in physical units.
+
+    Every athlete has one session; ``t_end`` is the window's end in seconds since the
+    start of that session (what a live system knows too), so causal workload features
+    (acute:chronic load) can be computed from an athlete's earlier windows.
+    """
 
     x: np.ndarray
     y: np.ndarray            # (n,) int64 labels drawn from p
@@ -433,6 +452,7 @@ class SyntheticWindows:
     p_sensor: np.ndarray     # (n,) true probability marginalised over the image lesion
     profiles: tuple[AthleteProfile, ...]
     hz: float
+    t_end: np.ndarray        # (n,) seconds since the athlete's session start
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -447,7 +467,52 @@ class SyntheticWindows:
 
     def subset(self, idx: np.ndarray) -> SyntheticWindows:
         return SyntheticWindows(self.x[idx], self.y[idx], self.p[idx], self.athlete[idx], self.has_lesion[idx],
-                                self.fatigue[idx], self.p_sensor[idx], self.profiles, self.hz)
+                                self.fatigue[idx], self.p_sensor[idx], self.profiles, self.hz, self.t_end[idx])
+
+
+def _render_windows(
+    rng: np.random.Generator,
+    tr_all: dict[str, np.ndarray],
+    athlete: np.ndarray,
+    t_end: np.ndarray,
+    *,
+    window: int,
+    hz: float,
+    fatigue_tau_s: float,
+    chunk: int,
+) -> np.ndarray:
+    """Frames (n, window, 32) of athlete ``athlete[i]`` ending ``t_end[i]`` s into the session
+    (random stride phase, fresh noise per window)."""
+    n_windows = athlete.size
+    phi0 = rng.random(n_windows)
+    rho = math.exp(-1.0 / (hz * _AR_TAU_S))
+    x = np.empty((n_windows, window, N_CHANNELS), dtype=np.float32)
+    for s in range(0, n_windows, chunk):
+        sl = slice(s, min(n_windows, s + chunk))
+        n = sl.stop - sl.start
+        a = athlete[sl]
+        tr = {k: v[a][:, None] for k, v in tr_all.items()}
+        t = t_end[sl][:, None] - (window - 1 - np.arange(window))[None, :] / hz
+        fat = fatigue_at(t, tr["fatigue_rate"], fatigue_tau_s)
+        draw = rng.standard_normal((n, window, _K_DRAW))
+        ar, _ = _ar1(draw[..., :_K_AR], rho, rng.standard_normal((n, _K_AR)))
+        f_stride = tr["cadence"] / 120.0 * (1.0 - 0.05 * fat) * (1.0 + 0.02 * ar[..., 0])
+        phi = (phi0[sl][:, None] + np.cumsum(f_stride / hz, axis=1)) % 1.0
+        x[sl] = _render(phi, fat, tr, f_stride, ar, draw[..., _K_AR:])
+    return x
+
+
+def _labelled(rng: np.random.Generator, x: np.ndarray, profiles: tuple[AthleteProfile, ...], tr_all: dict[str, np.ndarray],
+              athlete: np.ndarray, t_end: np.ndarray, *, hz: float, fatigue_tau_s: float) -> SyntheticWindows:
+    fat_end = fatigue_at(t_end, tr_all["fatigue_rate"][athlete], fatigue_tau_s)
+    tr_win = {k: v[athlete] for k, v in tr_all.items()}
+    p = _risk_from(tr_win, fat_end)
+    y = (rng.random(athlete.size) < p).astype(np.int64)
+    return SyntheticWindows(
+        x=x, y=y, p=p, athlete=athlete.astype(np.int64), has_lesion=tr_all["image_lesion"][athlete] > 0,
+        fatigue=fat_end, p_sensor=_risk_without_image(tr_win, fat_end), profiles=profiles, hz=float(hz),
+        t_end=np.asarray(t_end, dtype=np.float64),
+    )
 
 
 def window_dataset(
@@ -472,29 +537,72 @@ def window_dataset(
     tr_all = _traits(list(profiles))
     athlete = rng.integers(0, n_ath, size=n_windows)
     t_end = rng.uniform(window / hz, session_s, size=n_windows)
-    phi0 = rng.random(n_windows)
-    rho = math.exp(-1.0 / (hz * _AR_TAU_S))
-    x = np.empty((n_windows, window, N_CHANNELS), dtype=np.float32)
-    for s in range(0, n_windows, chunk):
-        sl = slice(s, min(n_windows, s + chunk))
-        n = sl.stop - sl.start
-        a = athlete[sl]
-        tr = {k: v[a][:, None] for k, v in tr_all.items()}
-        t = t_end[sl][:, None] - (window - 1 - np.arange(window))[None, :] / hz
-        fat = fatigue_at(t, tr["fatigue_rate"], fatigue_tau_s)
-        draw = rng.standard_normal((n, window, _K_DRAW))
-        ar, _ = _ar1(draw[..., :_K_AR], rho, rng.standard_normal((n, _K_AR)))
-        f_stride = tr["cadence"] / 120.0 * (1.0 - 0.05 * fat) * (1.0 + 0.02 * ar[..., 0])
-        phi = (phi0[sl][:, None] + np.cumsum(f_stride / hz, axis=1)) % 1.0
-        x[sl] = _render(phi, fat, tr, f_stride, ar, draw[..., _K_AR:])
-    fat_end = fatigue_at(t_end, tr_all["fatigue_rate"][athlete], fatigue_tau_s)
-    tr_win = {k: v[athlete] for k, v in tr_all.items()}
-    p = _risk_from(tr_win, fat_end)
-    y = (rng.random(n_windows) < p).astype(np.int64)
-    return SyntheticWindows(
-        x=x, y=y, p=p, athlete=athlete.astype(np.int64), has_lesion=tr_all["image_lesion"][athlete] > 0,
-        fatigue=fat_end, p_sensor=_risk_without_image(tr_win, fat_end), profiles=profiles, hz=float(hz),
-    )
+    x = _render_windows(rng, tr_all, athlete, t_end, window=window, hz=hz, fatigue_tau_s=fatigue_tau_s, chunk=chunk)
+    return _labelled(rng, x, profiles, tr_all, athlete, t_end, hz=hz, fatigue_tau_s=fatigue_tau_s)
+
+
+# --------------------------------------------------------------------------- sessions
+INJURY_TAU_S = 600.0  # injury hazard = p(t) / INJURY_TAU_S per second of session
+
+
+@dataclass(frozen=True)
+class SyntheticSessions:
+    """Whole sessions, one per athlete, scored every ``every_s`` seconds, with injuries.
+
+    The injury *event* of a session is drawn from the same known probability as the window
+    labels: at each scored window an injury happens with probability
+    ``1 - exp(-p(t) * every_s / injury_tau_s)``; the first one ends the session (later
+    windows are not generated). ``injury_end_s`` is the end time of that labelled injury
+    window (NaN for a session without injury). ``windows.athlete`` is the session index.
+    """
+
+    windows: SyntheticWindows
+    injury_end_s: np.ndarray   # (n_sessions,) float, NaN when no injury
+    duration_s: np.ndarray     # (n_sessions,) last window end
+    every_s: float
+
+    @property
+    def n_sessions(self) -> int:
+        return int(self.injury_end_s.size)
+
+    @property
+    def injured(self) -> np.ndarray:
+        return np.isfinite(self.injury_end_s)
+
+
+def session_dataset(
+    n_sessions: int,
+    *,
+    seed: int = 0,
+    session_s: float = 1200.0,
+    every_s: float = 10.0,
+    window: int = 200,
+    hz: float = 100.0,
+    fatigue_tau_s: float = 180.0,
+    injury_tau_s: float = INJURY_TAU_S,
+    chunk: int = 1024,
+) -> SyntheticSessions:
+    """``n_sessions`` athletes, each one session of ``session_s`` s scored every ``every_s`` s
+    (windows end at ``every_s, 2 every_s, ...``), with window labels and injury events drawn
+    from the known risk. Reproducible for a seed."""
+    if n_sessions < 1 or every_s <= 0 or session_s < window / hz:
+        raise ValueError("n_sessions must be >= 1, every_s > 0 and session_s at least one window")
+    rng = np.random.default_rng(seed)
+    profiles = tuple(sample_profile(rng) for _ in range(n_sessions))
+    tr_all = _traits(list(profiles))
+    first = math.ceil((window / hz) / every_s)
+    times = every_s * np.arange(first, int(session_s // every_s) + 1, dtype=np.float64)
+    fat = fatigue_at(times[None, :], tr_all["fatigue_rate"][:, None], fatigue_tau_s)
+    p = _risk_from({k: v[:, None] for k, v in tr_all.items()}, fat)                     # (S, K)
+    hit = rng.random(p.shape) < 1.0 - np.exp(-p * every_s / injury_tau_s)
+    any_hit = hit.any(axis=1)
+    first_hit = np.where(any_hit, hit.argmax(axis=1), times.size - 1)
+    injury_end = np.where(any_hit, times[first_hit], np.nan)
+    athlete = np.concatenate([np.full(k + 1, s, dtype=np.int64) for s, k in enumerate(first_hit)])
+    t_end = np.concatenate([times[:k + 1] for k in first_hit])
+    x = _render_windows(rng, tr_all, athlete, t_end, window=window, hz=hz, fatigue_tau_s=fatigue_tau_s, chunk=chunk)
+    win = _labelled(rng, x, profiles, tr_all, athlete, t_end, hz=hz, fatigue_tau_s=fatigue_tau_s)
+    return SyntheticSessions(windows=win, injury_end_s=injury_end, duration_s=times[first_hit], every_s=float(every_s))
 
 
 # --------------------------------------------------------------------------- image features

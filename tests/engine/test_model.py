@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.model import ModelConfig, RiskNet, count_parameters, example_inputs
+from engine.model import IMAGE_CLIP, ModelConfig, RiskNet, count_parameters, example_inputs
 
 SMALL = ModelConfig(conv_dim=16, hidden=16, attn_dim=16)
 
@@ -92,3 +92,53 @@ def test_gradients_reach_every_branch() -> None:
         p = dict(m.named_parameters())[name]
         assert p.grad is not None, name
     assert dict(m.named_parameters())["k_region.weight"].grad.abs().sum() > 0
+
+
+def test_image_statistics_standardise_and_clip() -> None:
+    torch.manual_seed(2)
+    m = RiskNet(SMALL).eval()
+    img = torch.full((1, SMALL.img_dim), 10.0)
+    reg = torch.full((1, 49, SMALL.region_dim), -3.0)
+    m.set_image_stats(torch.full((SMALL.img_dim,), 9.0), torch.full((SMALL.img_dim,), 0.5),
+                      torch.full((SMALL.region_dim,), -3.0), torch.ones(SMALL.region_dim))
+    zi, zr = m.standardise_image(img, reg)
+    torch.testing.assert_close(zi, torch.full_like(zi, 2.0))
+    torch.testing.assert_close(zr, torch.zeros_like(zr))
+    m.set_image_stats(torch.zeros(SMALL.img_dim), torch.full((SMALL.img_dim,), 1e-3), torch.zeros(SMALL.region_dim),
+                      torch.ones(SMALL.region_dim))
+    zi, _ = m.standardise_image(img, reg)
+    assert float(zi.max()) == IMAGE_CLIP
+    with pytest.raises(ValueError, match="positive"):
+        m.set_image_stats(torch.zeros(SMALL.img_dim), torch.zeros(SMALL.img_dim), torch.zeros(SMALL.region_dim),
+                          torch.ones(SMALL.region_dim))
+
+
+def test_image_statistics_travel_in_the_state_dict() -> None:
+    a = RiskNet(SMALL)
+    a.set_image_stats(torch.arange(SMALL.img_dim, dtype=torch.float32), torch.full((SMALL.img_dim,), 2.0),
+                      torch.ones(SMALL.region_dim), torch.full((SMALL.region_dim,), 3.0))
+    b = RiskNet(SMALL)
+    b.load_state_dict(a.state_dict(), strict=True)
+    torch.testing.assert_close(b.img_mean, a.img_mean)
+    torch.testing.assert_close(b.region_std, a.region_std)
+    x, img, reg, has = example_inputs(3, SMALL, image_fraction=1.0)
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(a(x, img, reg, has)[0], b(x, img, reg, has)[0])
+
+
+def test_a_common_image_offset_is_removed_by_the_statistics() -> None:
+    """Embeddings sharing a huge common component (random-init ResNet50) differ only after
+    standardisation: shifting every image by the same offset changes nothing once the
+    statistics include it."""
+    torch.manual_seed(3)
+    m = RiskNet(SMALL).eval()
+    x, img, reg, has = example_inputs(4, SMALL, image_fraction=1.0)
+    m.set_image_stats(img.mean(0), img.std(0), reg.mean((0, 1)), reg.std((0, 1)))
+    with torch.no_grad():
+        p0 = m(x, img, reg, has)[0]
+    m.set_image_stats(img.mean(0) + 100.0, img.std(0), reg.mean((0, 1)), reg.std((0, 1)))
+    with torch.no_grad():
+        p1 = m(x, img + 100.0, reg, has)[0]
+    torch.testing.assert_close(p0, p1, atol=1e-5, rtol=1e-4)

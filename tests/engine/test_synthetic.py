@@ -14,6 +14,7 @@ from engine.data.synthetic import (
     fatigue_at,
     profile_image_features,
     sample_profile,
+    session_dataset,
     synthetic_image_features,
     true_risk,
     window_dataset,
@@ -72,13 +73,65 @@ def test_gait_is_cyclic_with_stance_and_swing(windows) -> None:
     assert np.mean(r) < 0
 
 
-def test_thigh_gyro_is_the_hip_angle_rate(windows) -> None:
-    """IMU consistent with the segment motion: sagittal thigh gyro ~ d(hip flexion)/dt."""
+def test_thigh_gyro_is_minus_the_hip_angle_rate(windows) -> None:
+    """Right-hand rule about y (left): the thigh flexing (knee swinging forward) reads negative."""
     x = windows.x[:20].astype(np.float64)
-    hip = np.deg2rad(x[:, :, CHANNEL_INDEX["hip_flexion_l"]])
-    rate = np.gradient(hip, 1 / 100.0, axis=1)
-    gyr = x[:, :, CHANNEL_INDEX["thigh_l_gyr_y"]]
-    assert np.corrcoef(rate[:, 5:-5].ravel(), gyr[:, 5:-5].ravel())[0, 1] > 0.9
+    for side in "lr":
+        hip = np.deg2rad(x[:, :, CHANNEL_INDEX[f"hip_flexion_{side}"]])
+        rate = np.gradient(hip, 1 / 100.0, axis=1)
+        gyr = x[:, :, CHANNEL_INDEX[f"thigh_{side}_gyr_y"]]
+        assert np.corrcoef(rate[:, 5:-5].ravel(), gyr[:, 5:-5].ravel())[0, 1] < -0.9
+
+
+def test_shank_gyro_is_negative_in_mid_swing_like_a_real_recording(windows) -> None:
+    """The shank's largest angular rate is mid-swing, foot swinging forward: negative about y,
+    the sign of the shared Xsens recording after import (docs/data.md, axis convention)."""
+    x = windows.x.astype(np.float64)
+    run = np.array([windows.profiles[a].gait == "run" for a in windows.athlete])
+    gyr = x[run][:, :, CHANNEL_INDEX["shank_l_gyr_y"]]
+    assert (np.abs(gyr.min(axis=1)) > np.abs(gyr.max(axis=1))).mean() > 0.9
+    assert np.median(gyr.min(axis=1)) < -5.0
+
+
+def test_windows_carry_their_session_time() -> None:
+    d = window_dataset(200, seed=4, session_s=600.0)
+    assert d.t_end.shape == (200,) and (d.t_end >= 2.0).all() and (d.t_end <= 600.0).all()
+    tr = d.subset(np.arange(10))
+    np.testing.assert_array_equal(tr.t_end, d.t_end[:10])
+    # fatigue is the known function of that time
+    rates = np.array([d.profiles[a].fatigue_rate for a in d.athlete])
+    np.testing.assert_allclose(d.fatigue, fatigue_at(d.t_end, rates))
+
+
+def test_sessions_are_ordered_and_end_at_the_injury() -> None:
+    s = session_dataset(30, seed=2, session_s=600.0, every_s=20.0, window=50)
+    w = s.windows
+    assert s.n_sessions == 30 and w.x.shape[1:] == (50, N_CHANNELS)
+    for k in range(s.n_sessions):
+        t = w.t_end[w.athlete == k]
+        assert t.size >= 1 and (np.diff(t) == 20.0).all() and t[0] == 20.0
+        assert t[-1] == s.duration_s[k]
+        if s.injured[k]:
+            assert s.injury_end_s[k] == t[-1]  # the injury window is the session's last
+        else:
+            assert t[-1] == 600.0
+    assert 0 < s.injured.sum() < 30
+    again = session_dataset(30, seed=2, session_s=600.0, every_s=20.0, window=50)
+    np.testing.assert_array_equal(again.injury_end_s, s.injury_end_s)
+
+
+def test_riskier_sessions_get_injured_more_often() -> None:
+    s = session_dataset(300, seed=5, session_s=1200.0, every_s=60.0, window=20)
+    w = s.windows
+    mean_p = np.array([w.p[w.athlete == k].mean() for k in range(s.n_sessions)])
+    assert auroc(mean_p, s.injured) > 0.6
+
+
+def test_session_dataset_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        session_dataset(0)
+    with pytest.raises(ValueError):
+        session_dataset(2, every_s=0)
 
 
 def test_risk_factors_are_visible_in_the_signal(windows) -> None:
