@@ -32,9 +32,12 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def render_inference(inf: dict) -> str:
-    rows = [[str(b), _fmt(v)] for b, v in sorted(inf["windows_per_s"].items(), key=lambda kv: int(kv[0]))]
-    return (f"Backend `{inf['backend']}`, {inf['threads']} threads, one caller (like the worker's executor):\n\n"
-            + _table(["batch", "windows/s"], rows)
+    med = inf.get("windows_per_s_median", {})
+    rows = [[str(b), _fmt(v), _fmt(med.get(b, med.get(str(b))))]
+            for b, v in sorted(inf["windows_per_s"].items(), key=lambda kv: int(kv[0]))]
+    return (f"`Scorer.score` on backend `{inf['backend']}`, {inf['threads']} threads, one caller (like the worker's "
+            f"executor), best and median of {inf.get('rounds', 1)} interleaved rounds:\n\n"
+            + _table(["batch", "windows/s (best round)", "windows/s (median round)"], rows)
             + f"\n\nBest: {_fmt(inf['best_windows_per_s'])} windows/s at batch {inf['best_batch']}; "
               f"{_fmt(inf['windows_per_athlete_s'], 1)} windows per athlete per second, so the "
               f"**inference-bound limit is {_fmt(inf['limit_athletes'])} athletes** (load average {inf['loadavg']}).")
@@ -164,18 +167,75 @@ def summarize_pstats(path: Path, top: int = 40) -> str:
     return out.getvalue()
 
 
-_TITLE = re.compile(r"<title>(.*?) \(([\d,]+) samples?, ([\d.]+)%\)</title>")
+def parse_collapsed(path: Path) -> dict[tuple[str, ...], int]:
+    """py-spy ``--format raw`` (collapsed stacks: ``root;...;leaf count`` per line)."""
+    stacks: dict[tuple[str, ...], int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            key = tuple(stack.split(";"))
+            stacks[key] = stacks.get(key, 0) + int(count)
+    return stacks
 
 
-def summarize_flamegraph(path: Path, top: int = 40) -> str:
-    """The frames with the most samples (inclusive) in a py-spy flamegraph SVG, merged by name."""
-    text = path.read_text(errors="replace")
-    totals: dict[str, float] = {}
-    for m in _TITLE.finditer(text):
-        name = html.unescape(m.group(1))
-        pct = float(m.group(3))
-        totals[name] = max(totals.get(name, 0.0), pct)  # the widest occurrence of the frame
-    rows = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
-    lines = [f"# {path.name}: widest frames (inclusive % of samples)"]
-    lines += [f"{pct:6.2f}%  {name}" for name, pct in rows]
+# leaf frames that wait: selectors, locks, queues, sleeps, and an executor thread waiting for work
+_IDLE = re.compile(r"^(select|poll|epoll|_poll|wait|_wait_for_tstate_lock|sleep|acquire|get) \(|"
+                   r"\((selectors|threading|queue)\.py:|^_worker \(concurrent/futures/thread\.py:")
+
+
+def summarize_collapsed(stacks: dict[tuple[str, ...], int], top: int = 30, title: str = "profile") -> str:
+    """Own (leaf) and inclusive shares of the busy samples; samples whose leaf is a wait are idle."""
+    total = sum(stacks.values())
+    idle = sum(c for st, c in stacks.items() if _IDLE.search(st[-1]))
+    busy = total - idle
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    for st, c in stacks.items():
+        if _IDLE.search(st[-1]):
+            continue
+        own[st[-1]] = own.get(st[-1], 0) + c
+        for f in set(st):
+            incl[f] = incl.get(f, 0) + c
+    pct = lambda c: 100.0 * c / busy if busy else 0.0  # noqa: E731
+    lines = [f"# {title}: {total} samples, {idle} idle (waiting), {busy} busy; shares of the busy samples", "",
+             "## own time (leaf frames)"]
+    lines += [f"{pct(c):6.2f}%  {f}" for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:top]]
+    lines += ["", "## inclusive time"]
+    lines += [f"{pct(c):6.2f}%  {f}" for f, c in sorted(incl.items(), key=lambda kv: -kv[1])[:top]]
     return "\n".join(lines) + "\n"
+
+
+def flamegraph_svg(stacks: dict[tuple[str, ...], int], title: str = "profile", width: int = 1600) -> str:
+    """A static flamegraph (SVG, tooltips on every frame) of collapsed stacks."""
+    tree: dict = {}
+    for st, c in stacks.items():
+        node = tree
+        for f in st:
+            child = node.setdefault(f, {"_n": 0, "_c": {}})
+            child["_n"] += c
+            node = child["_c"]
+    total = sum(stacks.values()) or 1
+    row_h, rects, depth_max = 16, [], [0]
+
+    def walk(children: dict, x: float, depth: int) -> None:
+        for name, node in sorted(children.items()):
+            w = node["_n"] / total * width
+            if w >= 0.5:
+                rects.append((x, depth, w, name, node["_n"]))
+                depth_max[0] = max(depth_max[0], depth)
+                walk(node["_c"], x, depth + 1)
+            x += w
+
+    walk(tree, 0.0, 0)
+    height = (depth_max[0] + 3) * row_h
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
+           f'font-size="11"><text x="4" y="12">{html.escape(title)} ({total} samples)</text>']
+    for x, depth, w, name, n in rects:
+        y = height - (depth + 1) * row_h
+        hue = 20 + (hash(name.split(" (")[0]) % 40)
+        label = html.escape(name if len(name) * 6.5 < w else name[: max(0, int(w / 6.5) - 2)] + "..")
+        out.append(f'<g><title>{html.escape(name)} ({n} samples, {100 * n / total:.2f}%)</title>'
+                   f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 1}" fill="hsl({hue},85%,60%)"/>'
+                   + (f'<text x="{x + 2:.1f}" y="{y + 11}">{label}</text>' if w > 20 else "") + "</g>")
+    out.append("</svg>")
+    return "\n".join(out)

@@ -231,38 +231,47 @@ def loadavg() -> list[float]:
 
 
 def inference_limit(cfg: BenchConfig, batches: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256),
-                    seconds: float = 1.5) -> dict:
-    """The backend's windows/s per batch size (random windows, one caller thread like the
-    worker's executor) and the athletes that the best of them could serve."""
+                    seconds: float = 0.5, rounds: int = 5) -> dict:
+    """The scorer's windows/s per batch size and the athletes that the best of them could serve.
+
+    ``Scorer.score`` on random windows from one caller thread, as the worker's executor
+    calls it (normalisation included). The machine is shared, so every batch size is timed
+    for ``seconds`` in each of ``rounds`` interleaved rounds; a batch size's rate is its
+    best round (the least disturbed), and the median round is kept beside it."""
     import numpy as np
 
     from engine.scorer import Scorer
 
     scorer = Scorer(cfg.model_dir, backend=cfg.backend, threads=cfg.inference_threads)
     rng = np.random.default_rng(0)
-    rates = {}
+    per_round: dict[int, list[float]] = {b: [] for b in batches}
     try:
+        inputs = {b: rng.normal(0, 1, (b, scorer.window, len(scorer.channels))).astype(np.float32) for b in batches}
         for b in batches:
-            x = rng.normal(0, 1, (b, scorer.window, len(scorer.channels))).astype(np.float32)
-            scorer.score(x)
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                scorer.score(x)
-                n += b
-            rates[b] = round(n / (time.perf_counter() - t0), 1)
+            scorer.score(inputs[b])  # warm up every shape
+        for _ in range(rounds):
+            for b in batches:
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    scorer.score(inputs[b])
+                    n += b
+                per_round[b].append(n / (time.perf_counter() - t0))
     finally:
         scorer.close()
+    rates = {b: round(max(v), 1) for b, v in per_round.items()}
+    medians = {b: round(sorted(v)[len(v) // 2], 1) for b, v in per_round.items()}
     best_batch = max(rates, key=rates.get)
     per_athlete = 1.0 / cfg.window_config().hop_s
     return {"backend": cfg.backend, "threads": cfg.inference_threads, "windows_per_s": rates,
-            "best_batch": best_batch, "best_windows_per_s": rates[best_batch],
-            "windows_per_athlete_s": per_athlete, "limit_athletes": int(rates[best_batch] / per_athlete),
-            "loadavg": loadavg()}
+            "windows_per_s_median": medians, "rounds": rounds, "best_batch": best_batch,
+            "best_windows_per_s": rates[best_batch], "windows_per_athlete_s": per_athlete,
+            "limit_athletes": int(rates[best_batch] / per_athlete), "loadavg": loadavg()}
 
 
 # -- profilers -------------------------------------------------------------------------------
 class Profiler:
-    """py-spy attached to a running contender (flamegraph SVG), or cProfile around it (pstats)."""
+    """py-spy attached to a running contender (collapsed stacks, rendered as a flamegraph SVG),
+    or cProfile around the whole process (pstats)."""
 
     def __init__(self, kind: str, out: Path) -> None:
         if kind not in PROFILERS:
@@ -283,8 +292,8 @@ class Profiler:
         exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(exe).exists():
             raise StreamError("py-spy not found: pip install 'py-spy>=0.4,<0.5'")
-        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "100", "--format", "flamegraph",
-                                      "-o", str(self.out.with_suffix(".svg"))],
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+                                      "-o", str(self.out.with_suffix(".collapsed"))],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
     def detach(self) -> None:
@@ -297,15 +306,20 @@ class Profiler:
                 self.proc.wait(5)
 
     def summarize(self) -> Path | None:
-        """A text summary next to the profile: pstats top functions, or the flamegraph's hottest frames."""
-        from stream.bench.report import summarize_flamegraph, summarize_pstats
+        """A text summary next to the profile (pstats top functions, or own and inclusive shares
+        of the sampled stacks) and, for py-spy, the flamegraph SVG."""
+        from stream.bench.report import flamegraph_svg, parse_collapsed, summarize_collapsed, summarize_pstats
 
         if self.kind == "cprofile":
             src = self.out.with_suffix(".pstats")
             text = summarize_pstats(src) if src.exists() else None
         else:
-            src = self.out.with_suffix(".svg")
-            text = summarize_flamegraph(src) if src.exists() else None
+            src = self.out.with_suffix(".collapsed")
+            if not src.exists():
+                return None
+            stacks = parse_collapsed(src)
+            self.out.with_suffix(".svg").write_text(flamegraph_svg(stacks, title=self.out.name))
+            text = summarize_collapsed(stacks, title=self.out.name)
         if text is None:
             return None
         dest = self.out.with_suffix(".txt")
@@ -484,6 +498,11 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
     measure_s = measure_s or cfg.measure_s
     res: dict = {"kind": kind, "athletes": n, "step": step, "warmup_s": cfg.warmup_s, "measure_s": measure_s,
                  "loadavg_before": loadavg()}
+    try:
+        contender = cmod.make_contender(kind, quix=quix, quix_commit_interval_s=cfg.quix_commit_interval_s,
+                                        fetch_wait_ms=cfg.fetch_wait_ms)
+    except StreamError as exc:
+        return {**res, "error": str(exc), "fatal": True, "passed": False}
     services.fresh()
     services.ensure_topics(cfg.partitions)
     prefix = f"s{step:03d}"
@@ -494,8 +513,6 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
     if services.external_kafka:  # start the group at the end, not at older data
         base = offsets.end_offsets()
         offsets.commit_at(base)
-    contender = cmod.make_contender(kind, quix=quix, quix_commit_interval_s=cfg.quix_commit_interval_s,
-                                        fetch_wait_ms=cfg.fetch_wait_ms)
     run = cmod.start(contender, kafka_url=services.kafka_url, redis_url=services.redis_url, app_id=group,
                      log=cfg.out_dir / "logs" / f"{group}.log", settings_env=cfg.settings_env())
     risk = RiskTopicObserver(services.bootstrap, prefix=prefix + "-", from_end=services.external_kafka)
@@ -587,37 +604,51 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
     return res
 
 
-def run_capacity(cfg: BenchConfig, services: Services, quix: Path | None, kind: str, first_step: int) -> dict:
-    steps: list[dict] = []
-    step = first_step
-    if cfg.athletes:
-        for n in cfg.athletes:
-            steps.append(live_step(cfg, services, quix, kind, n, step))
+def run_live(cfg: BenchConfig, services: Services, quix: Path | None, kinds: tuple[str, ...],
+             on_step=None) -> dict[str, dict]:
+    """Capacity of each contender. Their steps are interleaved (a step of one, then of the
+    next, ...) so that a change in the shared machine's load falls on all of them alike.
+    With ``cfg.athletes`` every contender runs exactly those N; otherwise each has its own
+    :class:`CapacitySearch`. Then, if ``cfg.half_check``, one longer step at half of each
+    capacity."""
+    out = {k: {"kind": k, "steps": [], "searched": not cfg.athletes} for k in kinds}
+    searches = {k: CapacitySearch(cfg.start_athletes, cfg.max_athletes, resolution=cfg.resolution) for k in kinds}
+    todo = {k: list(cfg.athletes) for k in kinds}
+    done: set[str] = set()
+    step = 0
+    while len(done) < len(kinds):
+        for k in kinds:
+            if k in done:
+                continue
+            n = (todo[k].pop(0) if todo[k] else None) if cfg.athletes else searches[k].next()
+            if n is None:
+                done.add(k)
+                continue
+            s = live_step(cfg, services, quix, k, n, step)
             step += 1
-        passed = [s["athletes"] for s in steps if s.get("passed")]
-        out = {"kind": kind, "steps": steps, "capacity": max(passed) if passed else 0, "searched": False}
-    else:
-        search = CapacitySearch(cfg.start_athletes, cfg.max_athletes, resolution=cfg.resolution)
-        while (n := search.next()) is not None:
-            s = live_step(cfg, services, quix, kind, n, step)
-            step += 1
-            steps.append(s)
-            search.record(n, bool(s.get("passed")))
-            if s.get("fatal"):
-                break
-            log.info("live %s N=%d: p99 %s ms, lag growth %s msg/s, %s", kind, n, s.get("p99_ms"),
+            out[k]["steps"].append(s)
+            searches[k].record(n, bool(s.get("passed")))
+            log.info("live %s N=%d: p99 %s ms, lag growth %s msg/s, %s", k, n, s.get("p99_ms"),
                      s.get("lag_growth_msgs_per_s"), "pass" if s.get("passed") else f"fail {s.get('error', '')[:200]}")
-        out = {"kind": kind, "steps": steps, "capacity": search.capacity, "searched": True,
-               "max_athletes": cfg.max_athletes, "resolution": cfg.resolution}
-    fatal = [s for s in steps if s.get("fatal")]
-    if fatal:
-        out["error"] = fatal[-1]["error"]
-    if cfg.half_check and out["capacity"] >= 2 and not fatal:
-        half = live_step(cfg, services, quix, kind, out["capacity"] // 2, step, measure_s=cfg.half_measure_s)
-        half["half_capacity_check"] = True
-        out["half"] = half
-        step += 1
-    out["next_step"] = step
+            if s.get("fatal"):
+                out[k]["error"] = s["error"]
+                done.add(k)
+            if on_step is not None:
+                on_step(out)
+    for k in kinds:
+        passed = [s["athletes"] for s in out[k]["steps"] if s.get("passed")]
+        out[k]["capacity"] = searches[k].capacity if not cfg.athletes else (max(passed) if passed else 0)
+        if not cfg.athletes:
+            out[k].update(max_athletes=cfg.max_athletes, resolution=cfg.resolution)
+    if cfg.half_check:
+        for k in kinds:
+            if out[k]["capacity"] >= 2 and not out[k].get("error"):
+                half = live_step(cfg, services, quix, k, out[k]["capacity"] // 2, step, measure_s=cfg.half_measure_s)
+                step += 1
+                half["half_capacity_check"] = True
+                out[k]["half"] = half
+                if on_step is not None:
+                    on_step(out)
     return out
 
 
@@ -652,16 +683,12 @@ def bench_stream(cfg: BenchConfig) -> dict:
             results["drain"] = run_drain(cfg, services, quix)
             save()
         if cfg.live:
-            results["live"] = {}
-            step = 0
-            for kind in cfg.live_contenders:
-                try:
-                    cap = run_capacity(cfg, services, quix, kind, step)
-                except StreamError as exc:
-                    cap = {"kind": kind, "error": str(exc), "steps": [], "capacity": 0}
-                step = cap.get("next_step", step + 1)
-                results["live"][kind] = cap
+            def progress(live: dict) -> None:  # keep partial results on disk after every step
+                results["live"] = live
                 save()
+
+            results["live"] = run_live(cfg, services, quix, tuple(cfg.live_contenders), on_step=progress)
+            save()
     finally:
         services.stop()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import cProfile
 import math
 
-from stream.bench.report import plot_latency, render_markdown, summarize_flamegraph, summarize_pstats
+from stream.bench.report import (
+    flamegraph_svg, parse_collapsed, plot_latency, render_markdown, summarize_collapsed, summarize_pstats,
+)
 
 
 def results_factory(**over) -> dict:
@@ -59,9 +61,18 @@ def test_profile_summaries(tmp_path):
     cProfile.runctx("sorted(range(10000), key=lambda v: -v)", {}, {}, str(prof))
     text = summarize_pstats(prof, top=5)
     assert "by cumulative time" in text and "by own time" in text and "<lambda>" in text
-    svg = tmp_path / "f.svg"
-    svg.write_text('<svg><g><title>all (200 samples, 100.00%)</title></g>'
-                   '<g><title>consume (stream/worker.py:143) (50 samples, 25.00%)</title></g>'
-                   '<g><title>decode &lt;x&gt; (schemas/codec.py:9) (20 samples, 10.00%)</title></g></svg>')
-    s = summarize_flamegraph(svg).splitlines()
-    assert s[1].endswith("all") and "25.00%  consume (stream/worker.py:143)" in s[2] and "decode <x>" in s[3]
+    raw = tmp_path / "x.collapsed"
+    raw.write_text("main (cli.py:1);consume (stream/worker.py:143);decode (schemas/codec.py:9) 30\n"
+                   "main (cli.py:1);consume (stream/worker.py:143) 10\n"
+                   "main (cli.py:1);run_forever (asyncio/base_events.py:607);select (selectors.py:468) 60\n"
+                   "main (cli.py:1);consume (stream/worker.py:143);decode (schemas/codec.py:9) 10\n")
+    stacks = parse_collapsed(raw)
+    assert sum(stacks.values()) == 110 and len(stacks) == 3
+    text = summarize_collapsed(stacks, title="t")
+    assert "110 samples, 60 idle (waiting), 50 busy" in text
+    own = text.split("## own time (leaf frames)")[1].split("## inclusive")[0]
+    assert "80.00%  decode (schemas/codec.py:9)" in own and "20.00%  consume" in own and "select" not in own
+    assert "100.00%  consume (stream/worker.py:143)" in text.split("## inclusive time")[1]
+    svg = flamegraph_svg(stacks, title="t<1>")
+    assert svg.startswith("<svg") and svg.count("<rect") == 5 and "t&lt;1&gt;" in svg
+    assert "decode (schemas/codec.py:9) (40 samples, 36.36%)" in svg

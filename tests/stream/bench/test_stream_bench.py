@@ -54,3 +54,38 @@ def test_quix_reference_drains_and_scores_every_window(tmp_path, model_dir):
     assert run.get("error") is None, run.get("error")
     assert run["final_metrics"]["injury_windows_scored_total"] == 3 * 5
     assert run["final_metrics"]["injury_messages_total"] == 3 * 40
+
+
+def test_live_search_interleaves_contenders_and_checks_half_capacity(tmp_path, monkeypatch):
+    from stream.bench import stream_bench
+
+    calls: list[tuple[str, int, float | None]] = []
+    limits = {"faust": 130, "quix": 70}
+
+    def fake_step(cfg, services, quix, kind, n, step, measure_s=None):
+        calls.append((kind, n, measure_s))
+        return {"kind": kind, "athletes": n, "passed": n <= limits[kind]}
+
+    monkeypatch.setattr(stream_bench, "live_step", fake_step)
+    cfg = BenchConfig(start_athletes=50, max_athletes=400, resolution=0.1, half_measure_s=30.0, out_dir=tmp_path)
+    snapshots: list[int] = []
+    out = stream_bench.run_live(cfg, None, None, ("faust", "quix"), on_step=lambda live: snapshots.append(1))
+    assert [k for k, _, _ in calls[:4]] == ["faust", "quix", "faust", "quix"]
+    assert 130 * 0.9 <= out["faust"]["capacity"] <= 130 and 70 * 0.9 <= out["quix"]["capacity"] <= 70
+    assert calls[-2:] == [("faust", out["faust"]["capacity"] // 2, 30.0), ("quix", out["quix"]["capacity"] // 2, 30.0)]
+    assert out["faust"]["half"]["half_capacity_check"] and len(snapshots) == len(calls)
+
+
+def test_a_contender_that_cannot_start_stops_its_search(tmp_path, monkeypatch):
+    from stream.bench import stream_bench
+
+    def fake_step(cfg, services, quix, kind, n, step, measure_s=None):
+        if kind == "quix":
+            return {"kind": kind, "athletes": n, "passed": False, "fatal": True, "error": "no quixstreams"}
+        return {"kind": kind, "athletes": n, "passed": n <= 60}
+
+    monkeypatch.setattr(stream_bench, "live_step", fake_step)
+    out = stream_bench.run_live(BenchConfig(athletes=(25, 50, 100), out_dir=tmp_path, half_check=False), None, None,
+                                ("faust", "quix"))
+    assert [s["athletes"] for s in out["faust"]["steps"]] == [25, 50, 100] and out["faust"]["capacity"] == 50
+    assert len(out["quix"]["steps"]) == 1 and out["quix"]["error"] == "no quixstreams" and out["quix"]["capacity"] == 0
