@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -93,10 +94,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     _logging(args.log_level or "INFO")
     if args.default and not args.force:
         path = ensure_default_model(Path(args.out), progress=True)
-    elif args.default:
-        path = train(Path(args.out), progress=True)
     else:
-        path = train(Path(args.out), n_windows=args.windows, epochs=args.epochs, seed=args.seed, progress=True)
+        budget = None if args.time_budget is None else (math.inf if args.time_budget <= 0 else args.time_budget)
+        path = train(Path(args.out), n_windows=args.windows, epochs=args.epochs, seed=args.seed, progress=True,
+                     preset="demo" if args.default else args.preset, data=args.data, time_budget_s=budget,
+                     encoder_checkpoint=args.checkpoint, finetune_last_stage=args.finetune or None)
     print(f"model artifact: {path}")
     return 0
 
@@ -129,6 +131,40 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.evaluate import evaluate
+
+    _logging(args.log_level or "INFO")
+    report = evaluate(Path(args.model), seed=args.seed, n_windows=args.windows, backend=args.backend,
+                      out_dir=Path(args.out) if args.out else None, progress=True)
+    m = report.metrics
+    print(f"{report.model_version} on seed {report.seed}: AUROC {m['auroc']} (Bayes {report.bayes_auroc})")
+    return 0
+
+
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from engine.tensorrt_build import build_engine
+
+    model = Path(args.model)
+    onnx_path = Path(args.onnx) if args.onnx else model / "model.onnx"
+    out = Path(args.out) if args.out else model / ("model.fp16.engine" if not args.fp32 else "model.fp32.engine")
+    info = build_engine(onnx_path, out, fp16=not args.fp32, min_batch=args.min_batch, opt_batch=args.opt_batch,
+                        max_batch=args.max_batch, timing_cache=args.timing_cache or model / "trt.timing-cache")
+    print(info)
+    return 0
+
+
+def cmd_passthrough(args: argparse.Namespace) -> int:
+    """Subcommands whose own parser lives next to the code they run (bench, report)."""
+    if args.command == "report":
+        from engine.report import main as run
+    elif args.what == "engine":
+        from engine.bench import main as run
+    else:
+        from stream.bench.cli import main as run
+    return run(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,8 +239,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, help="synthetic windows to train on (default 6000)")
     p.add_argument("--epochs", type=int, help="most epochs (early stopping on validation AUROC)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=["full", "demo", "tiny"], help="training size (default full, < 10 min)")
+    p.add_argument("--data", help="real image data set: mura:PATH, mrnet:PATH, fastmri:PATH?labels=CSV, dicom:PATH")
+    p.add_argument("--checkpoint", help="local ResNet50 weights (ImageNet/RadImageNet style); never downloaded")
+    p.add_argument("--finetune", action="store_true", help="fine-tune ResNet50's last stage (saves encoder.pt)")
+    p.add_argument("--time-budget", dest="time_budget", type=float, help="seconds for the epoch loop (0: none)")
     p.add_argument("--log-level", dest="log_level")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model artifact on a fresh synthetic cohort (metrics, plots)")
+    p.add_argument("--model", default=".cache/models/default")
+    p.add_argument("--seed", type=int, default=1234, help="cohort seed (use one the model never saw)")
+    p.add_argument("--windows", type=int, default=3000)
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--out", help="report folder (default <model>/eval-seed<seed>)")
+    p.add_argument("--log-level", dest="log_level")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="train the model and every baseline on the same splits; write the report",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_passthrough)
+
+    p = sub.add_parser("bench", help="benchmarks: `bench engine ...` (backends) or `bench stream ...` (capacity)")
+    p.add_argument("what", choices=["engine", "stream"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark (--help to list)")
+    p.set_defaults(func=cmd_passthrough)
+
+    p = sub.add_parser("build-engine", help="build a TensorRT engine from the ONNX export (GPU node)")
+    p.add_argument("--model", default=".cache/models/default")
+    p.add_argument("--onnx", help="ONNX file (default <model>/model.onnx)")
+    p.add_argument("--out", help="engine file (default <model>/model.fp16.engine)")
+    p.add_argument("--fp32", action="store_true", help="FP32 instead of FP16")
+    p.add_argument("--min-batch", dest="min_batch", type=int, default=1)
+    p.add_argument("--opt-batch", dest="opt_batch", type=int, default=32)
+    p.add_argument("--max-batch", dest="max_batch", type=int, default=256)
+    p.add_argument("--timing-cache", dest="timing_cache")
+    p.set_defaults(func=cmd_build_engine)
 
     p = sub.add_parser("export", help="export a model artifact to ONNX with a parity check")
     p.add_argument("--model", default=".cache/models/default")
@@ -214,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # bench and report own their parsers: hand them every argument, --help included
+    if argv[:1] == ["report"] or (argv[:1] == ["bench"] and argv[1:2] in (["engine"], ["stream"])):
+        ns = argparse.Namespace(command=argv[0], what=argv[1] if argv[0] == "bench" else None,
+                                rest=argv[2:] if argv[0] == "bench" else argv[1:])
+        try:
+            return cmd_passthrough(ns)
+        except MonitorError as exc:
+            print(f"injury-monitor {argv[0]}: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
