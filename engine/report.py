@@ -31,8 +31,6 @@ import numpy as np
 from engine.baselines import FULL_MODEL, MODELS, ModelSpec
 from engine.data.image_bank import ImageBank
 from engine.evaluate import (
-    METRIC_LABELS,
-    METRICS,
     Interval,
     bootstrap_metrics,
     cluster_resamples,
@@ -299,140 +297,223 @@ def _fmt_num(v: float, kind: str) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
+def _iv(d: dict[str, Any] | None) -> Interval:
+    d = d or {}
+
+    def num(v: Any) -> float:
+        return float("nan") if v is None else float(v)
+
+    return Interval(num(d.get("value")), num(d.get("lo")), num(d.get("hi")))
+
+
 def _write(out: Path, *, cfg: TrainConfig, seed: int, data: TrainingData, results: dict[str, ModelResult],
            bayes: dict[str, Interval], bayes_sensor: dict[str, Interval], bayes_lead: dict[str, Any],
            bank_info: dict[str, Any], vgg_info: dict[str, Any], enc_costs: dict[str, dict[str, float]], unseen: Any,
            plots: dict[str, Path], sessions: Any, seconds: float, quick: bool, command: str | None) -> Path:
+    """Write ``results.json`` (every number) and render ``README.md`` from it."""
     w = data.windows
-    te = data.split["test"]
     full = results[FULL_MODEL]
-    bayes_auc = bayes["auroc"].value
-    gap = bayes_auc - full.metrics["auroc"].value
+    gap = bayes["auroc"].value - full.metrics["auroc"].value
     others = {k: r for k, r in results.items() if k not in (FULL_MODEL, ORACLE)}
-    best_other = max(others.items(), key=lambda kv: kv[1].metrics["auroc"].value)
     beats_all = all(full.metrics["auroc"].value > r.metrics["auroc"].value for r in others.values())
-    rows = {name: r.metrics for name, r in results.items()}
+    cmd = command or ("python -m engine.report --out %s --seed %d%s" % (out, seed, " --quick" if quick else ""))
+    splits = {name: {"windows": int(idx.size), "athletes": int(np.unique(w.athlete[idx]).size),
+                     "positives": int(w.y[idx].sum()), "positive_rate": round(float(w.y[idx].mean()), 4),
+                     "bayes_auroc": round(_auroc(w.p, w.y, idx), 4),
+                     "bayes_auroc_sensor_only": round(_auroc(w.p_sensor, w.y, idx), 4)}
+              for name, idx in data.split.items()}
+
+    def ivs(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: (v.to_dict() if isinstance(v, Interval) else v) for k, v in d.items()}
+
+    payload = {
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": cmd,
+        "seconds": round(seconds, 1), "seed": seed, "quick": quick,
+        "machine": {"cpus": os.cpu_count(), "python": f"{platform.python_implementation()} {platform.python_version()}",
+                    "load_average_end": round(os.getloadavg()[0], 2)},
+        "config": cfg.to_dict(), "image_bank": bank_info, "vgg16_bank": vgg_info, "encoders": enc_costs,
+        "data": {"windows": len(w), "athletes": len(w.profiles), "splits": splits,
+                 "sessions": sessions.n_sessions, "injured_sessions": int(sessions.injured.sum()),
+                 "session_every_s": sessions.every_s},
+        "bayes": ivs(bayes), "bayes_sensor_only": ivs(bayes_sensor), "bayes_lead_time": ivs(bayes_lead),
+        "models": {name: {"metrics": ivs(r.metrics), "lead_time": ivs(r.lead), "alert_threshold": r.val_threshold,
+                          "efficiency": r.efficiency, "fit": r.fit}
+                   for name, r in results.items()},
+        "descriptions": {m.name: m.description for m in MODELS},
+        "gap_to_bayes": round(gap, 4), "beats_every_baseline": beats_all,
+        "unseen_seed": unseen.to_dict(),
+        "plots": {k: v.name for k, v in plots.items()},
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=2, default=float), encoding="utf-8")
+    return render_readme(out)
+
+
+def render_readme(out_dir: str | os.PathLike[str]) -> Path:
+    """(Re)write ``README.md`` from ``results.json`` (and ``model/meta.json`` for the split
+    table of payloads that lack it); no training. Returns the README path."""
+    out = Path(out_dir)
+    r = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    cfg = r["config"]
+    models = r["models"]
+    full = models[FULL_MODEL]
+    bayes = {k: _iv(v) for k, v in r["bayes"].items()}
+    bayes_sensor = {k: _iv(v) for k, v in r["bayes_sensor_only"].items()}
+    m_full = {k: _iv(v) for k, v in full["metrics"].items()}
+    bayes_auc = bayes["auroc"].value
+    gap = bayes_auc - m_full["auroc"].value
+    others = {k: v for k, v in models.items() if k not in (FULL_MODEL, ORACLE)}
+    best_name, best = max(others.items(), key=lambda kv: kv[1]["metrics"]["auroc"]["value"])
+    beats_all = all(m_full["auroc"].value > v["metrics"]["auroc"]["value"] for v in others.values())
+    data = r.get("data")
+    if data is None:  # payloads written before "data" was recorded: the artifact has the splits
+        meta = json.loads((out / "model" / "meta.json").read_text(encoding="utf-8"))["training"]
+        lead = r["bayes_lead_time"]
+        data = {"windows": sum(v["windows"] for v in meta["splits"].values()), "athletes": meta["n_athletes"],
+                "splits": {k: {**v, "positive_rate": v["positives"],
+                               "positives": round(v["positives"] * v["windows"])} for k, v in meta["splits"].items()},
+                "sessions": int(lead["sessions"]), "injured_sessions": int(lead["injured_sessions"]),
+                "session_every_s": 10.0}
+    machine = r.get("machine", {})
+    bank_info = r["image_bank"]
+    vgg_info = r.get("vgg16_bank", {})
+    unseen = r["unseen_seed"]
+    u_auc = _iv(unseen["metrics"]["auroc"])
+    within = unseen.get("within_reported_interval")
+    descriptions = r.get("descriptions") or {m.name: m.description for m in MODELS}
+
+    rows = {name: {k: _iv(v) for k, v in m["metrics"].items()} for name, m in models.items()}
     rows[BAYES] = bayes
     rows[BAYES_SENSOR] = bayes_sensor
-    lead_rows = {name: r.lead for name, r in results.items()}
-    lead_rows[BAYES] = bayes_lead
+
+    def lead_of(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: (_iv(v) if isinstance(v, dict) else v) for k, v in d.items()}
+
+    lead_rows = {name: lead_of(m["lead_time"]) for name, m in models.items()}
+    lead_rows[BAYES] = lead_of(r["bayes_lead_time"])
 
     def lead_cell(k: str, v: Any) -> str:
         return v.fmt(0 if k == "lead_time_s" else 2) if isinstance(v, Interval) else str(v)
 
-    lead_table = metric_table(lead_rows, ("lead_time_s", "detected", "false_alerts_per_h"), fmt=lead_cell)
     eff_lines = ["| model | trainable params | FLOPs / window | CPU ms / window (batch 1) | CPU ms / window (batch 64) "
                  "| training time (s) | epochs |", "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        e = r.efficiency
+    for name, m in models.items():
+        e = m["efficiency"]
         eff_lines.append(f"| {name} | {_fmt_num(e['params'], 'params')} | {_fmt_num(e['flops'], 'flops')} | "
-                         f"{e['ms_batch1']:.3f} | {e['ms_per_window_batch64']:.3f} | {e['train_s']:.1f} | {int(e['epochs'])} |")
+                         f"{e['ms_batch1']:.3f} | {e['ms_per_window_batch64']:.3f} | {e['train_s']:.1f} | "
+                         f"{int(e['epochs'])} |")
     enc_lines = ["| image encoder (frozen, once per study at ingest) | params | FLOPs / image | CPU ms / image (2 threads) |",
                  "|---|---|---|---|"]
-    for name, e in enc_costs.items():
+    for name, e in r["encoders"].items():
         enc_lines.append(f"| {name} | {e['params'] / 1e6:.1f} M | {e['flops'] / 1e9:.2f} G | {e['ms_per_image']:.0f} |")
-    splits = "\n".join(
-        f"| {name} | {int((data.split[name]).size)} | {int(np.unique(w.athlete[data.split[name]]).size)} | "
-        f"{w.y[data.split[name]].mean():.3f} | {_auroc(w.p, w.y, data.split[name]):.3f} | "
-        f"{_auroc(w.p_sensor, w.y, data.split[name]):.3f} |" for name in ("train", "val", "test"))
-    within = unseen.within_reported_interval
+    split_lines = [f"| {name} | {s['windows']} | {s['athletes']} | {s['positive_rate']:.3f} | {s['bayes_auroc']:.3f} | "
+                   f"{s['bayes_auroc_sensor_only']:.3f} |" for name, s in data["splits"].items()]
     verdict_gap = ("**within 0.03 of the Bayes AUROC**" if gap <= 0.03 else
                    f"**NOT within 0.03 of the Bayes AUROC** (gap {gap:.3f})")
-    verdict_rank = ("above every baseline and ablation" if beats_all else
-                    f"**not above every baseline**: {best_other[0]} scores {best_other[1].metrics['auroc'].value:.3f}")
-    cmd = command or ("python -c 'from engine.report import run_report; run_report(\"docs/report\", seed=%d%s)'"
-                      % (seed, ", quick=True" if quick else ""))
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()
+    verdict_rank = ("**above every baseline and ablation**" if beats_all else
+                    f"**not above every baseline**: {best_name} scores {best['metrics']['auroc']['value']:.3f}")
     probe = bank_info.get("probe_auroc")
-    img_only = results.get("Ablation: image only")
-    sens_only = results.get("Ablation: sensors only")
+    img_only = rows.get("Ablation: image only")
+    sens_only = rows.get("Ablation: sensors only")
+    test_split = data["splits"]["test"]
+    train_split = data["splits"]["train"]
+    quick = bool(r.get("quick"))
     lines = [
         "# RiskNet evaluation report",
         "",
-        f"Generated {now} by `{cmd}` in **{seconds / 60:.1f} minutes** wall clock on this machine "
-        f"({os.cpu_count()} shared CPU cores, {platform.python_implementation()} {platform.python_version()}, "
-        f"load average {load[0]:.1f} at the end; torch with {cfg.threads} thread for training, "
-        f"{cfg.encode_threads} for image encoding). Seed {seed}. Everything below comes from that one run"
+        f"Generated {r['generated']} by `{r['command']}` in **{r['seconds'] / 60:.1f} minutes** wall clock on this "
+        f"machine ({machine.get('cpus', '?')} shared CPU cores, {machine.get('python', '')}, load average "
+        f"{machine.get('load_average_end', float('nan')):.1f} at the end from other developers' jobs; torch with "
+        f"{cfg['threads']} thread for training, {cfg['encode_threads']} for image encoding). Seed {r['seed']}. "
+        "Everything below comes from that one run"
         + (" (**quick smoke run: tiny data and model, numbers not meaningful**)." if quick else "."),
         "",
         "## Data",
         "",
-        f"Synthetic cohort with a known injury probability (`engine/data/synthetic.py`): {len(w)} windows "
-        f"(2 s, 100 Hz, 32 channels) of {len(w.profiles)} athletes, labels drawn from the true probability, split "
-        f"by athlete. Each athlete's image is a knee radiograph rendered as a DICOM file (lesion exactly when the "
-        f"athlete has one), embedded by the frozen ResNet50 (`{bank_info['encoder_version']}`, "
-        f"{'local checkpoint' if bank_info.get('encoder_checkpoint') else 'seeded random init: no pretrained weights are available offline'}); "
-        f"bank of {bank_info['images']} images split into parts like the athletes, so test athletes get images "
-        "never trained on. Bayes AUROC = AUROC of the true probability on the same windows (the best any model can do).",
+        f"Synthetic cohort with a known injury probability (`engine/data/synthetic.py`, docs/model.md): "
+        f"{data['windows']} windows (2 s, 100 Hz, 32 channels) of {data['athletes']} athletes at random times of a "
+        "20-minute session, labels drawn from the true probability, split by athlete. Each athlete's image is a knee "
+        "radiograph rendered as a DICOM file (lesion exactly when the athlete has one), embedded by the frozen "
+        f"ResNet50 (`{bank_info['encoder_version']}`, "
+        + ("a local checkpoint" if bank_info.get("encoder_checkpoint") else
+           "seeded random init: no pretrained weights can be downloaded here")
+        + f"); a bank of {bank_info['images']} images split into parts like the athletes, so test athletes get images "
+        "never trained on. Bayes AUROC = the AUROC of the true probability on the same windows: the best any model "
+        "can do.",
         "",
-        "| split | windows | athletes | positives | Bayes AUROC | Bayes AUROC, sensors only |",
+        "| split | windows | athletes | positive rate | Bayes AUROC | Bayes AUROC, sensors only |",
         "|---|---|---|---|---|---|",
-        splits,
+        *split_lines,
         "",
         "## Classifier metrics (test split)",
         "",
         "Every model trained on the same training windows, early-stopped on the same validation windows, "
         "temperature-scaled, and evaluated on the same test windows, every athlete with their image. "
-        f"95% intervals: cluster bootstrap over the {int(np.unique(w.athlete[te]).size)} test athletes "
-        f"({cfg.n_boot} resamples, the same resamples for every row). Brier and ECE: lower is better.",
+        f"95% intervals: cluster bootstrap over the {test_split['athletes']} test athletes ({cfg['n_boot']} "
+        "resamples, the same resamples for every row; percentile intervals). Brier and ECE: lower is better.",
         "",
         metric_table(rows),
         "",
-        f"- Full model vs Bayes: test AUROC {full.metrics['auroc'].fmt()} against Bayes {bayes['auroc'].fmt()}: "
+        f"- **Full model vs Bayes**: test AUROC {m_full['auroc'].fmt()} against the Bayes AUROC {bayes['auroc'].fmt()}: "
         f"{verdict_gap}; {verdict_rank}.",
     ]
     if gap > 0.03:
+        s_only = sens_only["auroc"].value if sens_only else float("nan")
         lines.append(
-            "- Why the gap: the Bayes AUROC scores each window with its exact probability, which depends on the "
+            "- **Why the gap.** The Bayes AUROC scores every window with its exact probability, which depends on the "
             "athlete's traits, the lesion and the fatigue at that moment. A model sees one 2 s window (about three "
-            "strides of noisy gait) and one embedding: the risk factors are measured with stride-to-stride noise, "
-            "fatigue is only indirectly visible, and the random-init ResNet50 embeddings barely separate lesion "
-            f"from normal (probe AUROC {probe}, below). The sensor-only Bayes AUROC "
-            f"({bayes_sensor['auroc'].value:.3f}) is the ceiling without the lesion; the sensors-only ablation "
-            f"reaches {sens_only.metrics['auroc'].value if sens_only else float('nan'):.3f}. The generator was not "
-            "changed to close the gap.")
-    if ORACLE in results:
-        o = results[ORACLE].metrics["auroc"]
-        n_tr = int(data.split["train"].size)
+            "noisy strides) and one image embedding, and learns from labels that are Bernoulli draws: "
+            f"{train_split['windows']} training windows with {train_split['positives']} positives. The lesion is "
+            f"worth {bayes_auc - bayes_sensor['auroc'].value:+.3f} of Bayes AUROC on this split (sensor-only Bayes "
+            f"{bayes_sensor['auroc'].value:.3f}); the model gains {m_full['auroc'].value - s_only:+.3f} over the "
+            f"sensors-only ablation ({s_only:.3f}), because the embeddings hardly show the lesion (below). "
+            "The generator was not changed to close the gap.")
+    if ORACLE in rows:
+        o = rows[ORACLE]["auroc"]
         lines.append(
-            f"- Diagnostic ({ORACLE}): the same network, data and budget, with the labels replaced by the true "
-            f"probability as soft BCE targets, reaches {o.fmt()} (gap {bayes_auc - o.value:.3f}). This row is not a "
-            "deployable model (real data has no such targets); it shows how much of the label-trained model's gap "
-            f"comes from learning through Bernoulli label noise with {n_tr} training windows "
-            f"({int(w.y[data.split['train']].sum())} positives) rather than from what one window and one embedding "
-            "can reveal.")
+            f"- **Diagnostic row** ({ORACLE}): the same network, data and time budget, with the labels replaced by "
+            f"the true probability as soft BCE targets, reaches {o.fmt()} (gap {bayes_auc - o.value:.3f}). It is not "
+            "a deployable model (real data has no such targets) and is left out of the comparison; it shows how much "
+            "of the gap comes from learning through label noise within the CPU budget rather than from what one "
+            "window and one embedding can reveal.")
     lines += [
-        f"- Image embeddings: a logistic-regression probe on the bank's standardised ResNet50 features separates "
-        f"lesion from normal with AUROC {probe} on {bank_info.get('n_heldout')} held-out images "
-        f"(VGG16: {vgg_info.get('probe_auroc', 'not run')}); the image-only ablation's injury AUROC is "
-        f"{img_only.metrics['auroc'].fmt() if img_only else 'n/a'}. With a seeded random ResNet50 (no ImageNet or "
-        "RadImageNet weights here) the subtle rendered lesions are nearly invisible in the embedding, so the image "
-        "adds little; pass `encoder_checkpoint` (a local weights file) to change that.",
-        f"- Unseen seed: the saved full model (`model/`) scored on a fresh cohort generated with seed {unseen.seed} "
-        f"({unseen.n_windows} windows, through the worker's `Scorer` / ONNX Runtime) has AUROC "
-        f"{unseen.metrics['auroc'].fmt()} (Bayes {unseen.bayes_auroc.fmt()}); that is "
-        f"**{'inside' if within else 'OUTSIDE'}** the interval reported above "
-        f"({full.metrics['auroc'].fmt()}). Details: [unseen-seed/report.md](unseen-seed/report.md).",
+        f"- **Image embeddings.** A logistic-regression probe on the bank's standardised ResNet50 features tells "
+        f"lesion from normal with AUROC {probe} on {bank_info.get('n_heldout')} held-out images (VGG16: "
+        f"{vgg_info.get('probe_auroc', 'not run')}); the image-only ablation's injury AUROC is "
+        f"{img_only['auroc'].fmt() if img_only else 'n/a'} (even a perfect lesion detector would rank windows "
+        "poorly: the lesion is one of seven risk factors). "
+        + ("A seeded random ResNet50 maps every radiograph to almost the same vector and the rendered lesions are "
+           "subtle, so this embedding carries little or no usable lesion signal. What was tried: per-dimension "
+           "standardisation of the embeddings (in the model), batch-norm statistics re-estimated on the "
+           "radiographs, and fine-tuning `layer4` on the bank (`engine/finetune.py`, `--finetune-last-stage`); none "
+           "generalised to held-out images from this init (docs/model.md). With a local ImageNet / RadImageNet "
+           "checkpoint (`--encoder-checkpoint`) the same pipeline uses real features."
+           if not isinstance(probe, (int, float)) or not probe >= 0.65 else
+           "The embeddings do separate lesion from normal, so the image path carries the lesion into the risk."),
+        f"- **Unseen seed.** The saved full model (`model/`) scored on a fresh cohort generated with seed "
+        f"{unseen['seed']} ({unseen['n_windows']} windows of {unseen['n_athletes']} athletes, through the worker's "
+        f"`Scorer` with ONNX Runtime) has AUROC {u_auc.fmt()} (Bayes {_iv(unseen['bayes_auroc']).fmt()}): "
+        f"**{'inside' if within else 'OUTSIDE'}** the interval reported above ({m_full['auroc'].fmt()}). Details: "
+        "[unseen-seed/report.md](unseen-seed/report.md).",
         "",
         "![ROC](roc.png) ![Precision-recall](pr.png) ![Reliability](reliability.png)",
         "",
         "## Alert lead time",
         "",
-        f"{sessions.n_sessions} whole synthetic sessions (20 min, scored every {sessions.every_s:.0f} s; "
-        f"{int(sessions.injured.sum())} end in an injury drawn from the known hazard, p(t) / 600 s). Alert = risk at or "
+        f"{data['sessions']} whole synthetic sessions (20 min, scored every {data['session_every_s']:.0f} s; "
+        f"{data['injured_sessions']} end in an injury drawn from the known hazard p(t) / 600 s). Alert = risk at or "
         "above the model's 90%-specificity threshold (from its validation windows) for 2 consecutive windows. Lead "
-        "time = injury window end minus alert window end, over injuries alerted in time; intervals bootstrap the "
-        "sessions.",
+        "time = injury window end minus alerting window end, median over injuries alerted in time; intervals "
+        "bootstrap the sessions. The Bayes row alerts on the true probability.",
         "",
-        lead_table,
+        metric_table(lead_rows, ("lead_time_s", "detected", "false_alerts_per_h"), fmt=lead_cell),
         "",
         "## Efficiency",
         "",
         "Measured on this CPU with 1 torch thread (median of repeated forward passes after warm-up; FLOPs counted by "
-        "`torch.utils.flop_counter` plus an analytic count for LSTM layers, 2 FLOPs per multiply-add). Per window the "
-        "models consume cached image embeddings; the image encoder runs once per study at ingest (second table). "
-        "Training time is the fit (epochs until early stopping or the time budget) on the same data.",
+        "`torch.utils.flop_counter` plus an analytic count for LSTM layers, 2 FLOPs per multiply-add; the workload "
+        "model's FLOPs are counted by hand). Per window the models read cached image embeddings; the image encoder "
+        "runs once per study at ingest (second table). Training time: the fit on the same data and the same "
+        "wall-clock budget, on a machine shared with other jobs (so epochs differ with the load).",
         "",
         *eff_lines,
         "",
@@ -440,37 +521,21 @@ def _write(out: Path, *, cfg: TrainConfig, seed: int, data: TrainingData, result
         "",
         "## Models",
         "",
-        *(f"- **{m.name}**: {m.description}." for m in MODELS if m.name in results),
+        *(f"- **{name}**: {descriptions[name]}." for name in models if name in descriptions),
         "",
         "Training (all neural models): BCE + Adam (lr "
-        f"{cfg.lr}, weight decay {cfg.weight_decay}, batch {cfg.batch_size}), at most {cfg.epochs} epochs and "
-        f"{cfg.time_budget_s} s, early stopping on validation AUROC (patience {cfg.patience}), modality dropout "
-        f"(image kept with probability {cfg.image_fraction}), time shift +-{cfg.time_shift} frames, jitter "
-        f"{cfg.jitter}, channel dropout {cfg.channel_dropout}, a fresh bank image per training example, temperature "
-        "scaling on validation. See docs/model.md.",
+        f"{cfg['lr']}, weight decay {cfg['weight_decay']}, batch {cfg['batch_size']}), at most {cfg['epochs']} epochs "
+        f"and {cfg['time_budget_s']} s, early stopping on validation AUROC (patience {cfg['patience']}), modality "
+        f"dropout (image kept with probability {cfg['image_fraction']}), time shift +-{cfg['time_shift']} frames, "
+        f"jitter {cfg['jitter']}, channel dropout {cfg['channel_dropout']}, a fresh bank image per training example, "
+        "temperature scaling on validation. See docs/model.md.",
         "",
-        "Files: `results.json` (every number above), `model/` (the full model artifact), `unseen-seed/` (its evaluation "
-        "on the unseen cohort).",
+        "Files: `results.json` (every number above), `model/` (the full model artifact: `meta.json` holds its "
+        "training summary), `unseen-seed/` (its evaluation on the unseen cohort).",
         "",
     ]
     readme = out / "README.md"
     readme.write_text("\n".join(lines), encoding="utf-8")
-    payload = {
-        "generated": now, "command": cmd, "seconds": round(seconds, 1), "seed": seed, "quick": quick,
-        "config": cfg.to_dict(), "image_bank": bank_info, "vgg16_bank": vgg_info, "encoders": enc_costs,
-        "bayes": {k: v.to_dict() for k, v in bayes.items()},
-        "bayes_sensor_only": {k: v.to_dict() for k, v in bayes_sensor.items()},
-        "bayes_lead_time": {k: (v.to_dict() if isinstance(v, Interval) else v) for k, v in bayes_lead.items()},
-        "models": {name: {"metrics": {k: v.to_dict() for k, v in r.metrics.items()},
-                          "lead_time": {k: (v.to_dict() if isinstance(v, Interval) else v) for k, v in r.lead.items()},
-                          "alert_threshold": r.val_threshold, "efficiency": r.efficiency, "fit": r.fit}
-                   for name, r in results.items()},
-        "gap_to_bayes": round(gap, 4), "beats_every_baseline": beats_all,
-        "unseen_seed": unseen.to_dict(),
-        "plots": {k: v.name for k, v in plots.items()},
-        "metric_labels": METRIC_LABELS, "metrics": list(METRICS),
-    }
-    (out / "results.json").write_text(json.dumps(payload, indent=2, default=float), encoding="utf-8")
     return readme
 
 
@@ -490,9 +555,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/report")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny data and models (a smoke run)")
+    p.add_argument("--rerender", action="store_true", help="only rewrite README.md from the folder's results.json")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.rerender:
+        print(f"report: {render_readme(args.out)}")
+        return 0
     cmd = "python -m engine.report " + " ".join(argv if argv is not None else sys.argv[1:])
     result = run_report(args.out, seed=args.seed, quick=args.quick, progress=False, command=cmd.strip())
     print(f"report: {result.readme} ({result.seconds / 60:.1f} min)")

@@ -78,15 +78,15 @@ __all__ = [
 class TrainConfig:
     """Everything a run depends on besides the seed (written to ``config.json``)."""
 
-    n_windows: int = 16000
+    n_windows: int = 24000
     n_athletes: int | None = None        # default n_windows // 20
     epochs: int = 60
-    batch_size: int = 64
+    batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
     patience: int = 8                    # epochs without a better validation AUROC
     time_budget_s: float | None = 420.0  # of the epoch loop; None = no limit
-    total_budget_s: float | None = None  # of the whole run: the epoch loop gets what is left (minus 10 s, at least 5 s)
+    total_budget_s: float | None = 570.0  # of the whole run: the epoch loop gets what is left (minus 10 s, at least 5 s)
     image_fraction: float = 0.6          # modality dropout: share of training examples given their image
     channel_dropout: float = 0.2         # share of training examples with 1-4 channels zeroed
     time_shift: int = 25                 # frames: windows shifted by up to +- this (edge-padded)
@@ -110,20 +110,20 @@ class TrainConfig:
 
     @classmethod
     def full(cls) -> TrainConfig:
-        """Report quality: 16k windows of 800 athletes, a 256-image bank, < 10 min on 2 cores."""
+        """Report quality: 24k windows of 1200 athletes, a 256-image bank, < 10 min on 2 cores."""
         return cls()
 
     @classmethod
     def demo(cls) -> TrainConfig:
         """The demo's default model: under 2 minutes on 2 cores, the first bank build included."""
-        return cls(n_windows=6000, epochs=25, patience=5, time_budget_s=75.0, total_budget_s=105.0,
+        return cls(n_windows=6000, batch_size=64, epochs=25, patience=5, time_budget_s=75.0, total_budget_s=105.0,
                    bank_images=64, n_boot=200)
 
     @classmethod
     def tiny(cls) -> TrainConfig:
         """A seconds-long run for tests: small data, small model, 8 bank images, few epochs."""
-        return cls(n_windows=480, epochs=3, batch_size=32, patience=3, time_budget_s=30.0, bank_images=8,
-                   n_boot=50, model=ModelConfig(conv_dim=16, hidden=16, attn_dim=16))
+        return cls(n_windows=480, epochs=3, batch_size=32, patience=3, time_budget_s=30.0, total_budget_s=None,
+                   bank_images=8, n_boot=50, model=ModelConfig(conv_dim=16, hidden=16, attn_dim=16))
 
     @classmethod
     def preset(cls, name: str) -> TrainConfig:

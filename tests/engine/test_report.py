@@ -28,6 +28,11 @@ def test_quick_report_writes_tables_plots_and_the_unseen_seed_check(tmp_path: Pa
     assert full["metrics"]["auroc"]["lo"] <= full["metrics"]["auroc"]["value"] <= full["metrics"]["auroc"]["hi"]
     assert res["unseen_seed"]["seed"] == 1002 and isinstance(res["unseen_seed"]["within_reported_interval"], bool)
     assert res["models"]["Logistic regression, workload"]["fit"]["coefficients"]
+    assert res["data"]["splits"]["test"]["windows"] > 0
+    # the README is a pure function of results.json: re-rendering gives the same text
+    (tmp_path / "rep" / "README.md").unlink()
+    assert main(["--out", str(tmp_path / "rep"), "--rerender"]) == 0
+    assert (tmp_path / "rep" / "README.md").read_text() == text
 
 
 def test_main_parses_arguments(tmp_path: Path, monkeypatch) -> None:
