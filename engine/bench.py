@@ -137,7 +137,7 @@ class BenchRow:
     windows_per_s: float
     ratio: float | None             # paired median speed-up against the baseline (None: is the baseline)
     max_abs_diff: float | None      # outputs vs the baseline's on the same inputs
-    note: str = ""
+    vs: str = ""                    # the baseline this row's ratio and difference are against
 
 
 @dataclass
@@ -195,12 +195,14 @@ def run_engine_bench(
     out_md: str | os.PathLike[str] | None = None,
     baseline: str | None = "torch",
     budget_s: float = 2.0,
+    block_s: float = 0.05,
     min_rounds: int = 10,
     max_rounds: int = 5000,
     warmup: int = 3,
     seed: int = 0,
     profile: bool = True,
     profile_batches: tuple[int, ...] = PROFILE_BATCHES,
+    profile_runs: int = 5,
     command: str | None = None,
     extra_md: str = "",
 ) -> str:
@@ -221,9 +223,6 @@ def run_engine_bench(
     cases = [_Case(s, *parse_case(s, threads)) for s in backends]
     if len({c.key for c in cases}) != len(cases):
         raise ValueError(f"backend specs repeat: {list(backends)}")
-    torch_cpu_threads = {c.threads for c in cases if c.spec in ("torch", "torch-cpu")}
-    if len(torch_cpu_threads) > 1:
-        raise ValueError("torch's CPU thread count is process-wide: give every torch CPU backend the same threads")
     started = datetime.now(timezone.utc)
     load_before = _loadavg()
     for c in cases:
@@ -231,7 +230,10 @@ def run_engine_bench(
     live = [c for c in cases if c.backend is not None]
     if not live:
         raise EngineError("no backend could run: " + "; ".join(f"{c.spec}: {c.error}" for c in cases))
-    base = next((c for c in live if baseline in (c.key, c.spec)), live[0])
+    bases = [c for c in live if baseline in (c.key, c.spec)] or [live[0]]
+    refs = {c.key: next((bc for bc in bases if bc.threads == c.threads), bases[0]) for c in live}
+    for bc in bases:
+        refs[bc.key] = bc
     rows: list[BenchRow] = []
     t_start = time.perf_counter()
     try:
@@ -241,14 +243,15 @@ def run_engine_bench(
             for c in live:
                 for _ in range(warmup):
                     outs[c.key] = c.backend.infer(*inputs)
-            rows += _time_batch(live, base, b, inputs, outs, budget_s, min_rounds, max_rounds)
-        profiles = _profiles(art, live, tuple(profile_batches)) if profile else ""
+            rows += _time_batch(live, refs, b, inputs, outs, budget_s, min_rounds, max_rounds, block_s)
+        profiles = _profiles(art, live, tuple(profile_batches), profile_runs) if profile else ""
     finally:
         for c in live:
             c.backend.deactivate()
     wall_s = time.perf_counter() - t_start
     cost = model_cost(art)
-    md = _report(art, cost, cases, base, rows, batch_sizes=batch_sizes, threads=threads, budget_s=budget_s,
+    md = _report(art, cost, cases, bases, rows, batch_sizes=batch_sizes, threads=threads, budget_s=budget_s,
+                 block_s=block_s,
                  started=started, wall_s=wall_s, load=(load_before, _loadavg()), profiles=profiles,
                  command=command or _default_command(art, backends, batch_sizes, threads, out_md))
     if out_md is not None:
@@ -258,9 +261,23 @@ def run_engine_bench(
     return md
 
 
-def _time_batch(live: list[_Case], base: _Case, b: int, inputs: tuple[np.ndarray, ...], outs: dict[str, Any],
-                budget_s: float, min_rounds: int, max_rounds: int) -> list[BenchRow]:
+def _torch_threads(c: _Case) -> None:
+    """torch's CPU thread count is process-wide: set it to this case's before its block."""
+    if c.spec in ("torch", "torch-cpu"):
+        import torch
+
+        if torch.get_num_threads() != c.threads:
+            torch.set_num_threads(c.threads)
+
+
+def _time_batch(live: list[_Case], refs: dict[str, _Case], b: int, inputs: tuple[np.ndarray, ...], outs: dict[str, Any],
+                budget_s: float, min_rounds: int, max_rounds: int, block_s: float) -> list[BenchRow]:
+    """Rounds of blocks: in each round every backend runs one untimed settling call, then
+    timed calls for ``block_s`` (at least one). Blocks keep one backend's idle threads (ONNX
+    Runtime's spinning pool, torch's OpenMP team) from eating the next backend's calls, as
+    call-by-call alternation on a 2-core machine does; the settling call absorbs the switch."""
     times: dict[str, list[float]] = {c.key: [] for c in live}
+    blocks: dict[str, list[float]] = {c.key: [] for c in live}
     gc_was = gc.isenabled()
     gc.disable()
     try:
@@ -269,19 +286,27 @@ def _time_batch(live: list[_Case], base: _Case, b: int, inputs: tuple[np.ndarray
         while r < max_rounds and (r < min_rounds or time.perf_counter() - t0 < budget_s):
             k = r % len(live)
             for c in live[k:] + live[:k]:
-                s = time.perf_counter()
-                c.backend.infer(*inputs)
-                times[c.key].append(time.perf_counter() - s)
+                _torch_threads(c)
+                c.backend.infer(*inputs)  # settle
+                ts: list[float] = []
+                start = time.perf_counter()
+                while not ts or time.perf_counter() - start < block_s:
+                    s = time.perf_counter()
+                    c.backend.infer(*inputs)
+                    ts.append(time.perf_counter() - s)
+                times[c.key] += ts
+                blocks[c.key].append(float(np.median(ts)))
             r += 1
     finally:
         if gc_was:
             gc.enable()
-    ref = outs[base.key]
     rows = []
     for c in live:
+        base = refs[c.key]
+        ref = outs[base.key]
         t = np.asarray(times[c.key])
         p50 = float(np.median(t))
-        ratio = None if c is base else float(np.median(np.asarray(times[base.key]) / t))
+        ratio = None if c is base else float(np.median(np.asarray(blocks[base.key]) / np.asarray(blocks[c.key])))
         diff = None
         if c is not base:
             o = outs[c.key]
@@ -289,7 +314,7 @@ def _time_batch(live: list[_Case], base: _Case, b: int, inputs: tuple[np.ndarray
                        float(np.max(np.abs(o.region_attn - ref.region_attn))))
         rows.append(BenchRow(backend=c.label, batch=b, samples=len(t), p50_ms=p50 * 1e3,
                              p99_ms=float(np.percentile(t, 99)) * 1e3, windows_per_s=b / p50, ratio=ratio,
-                             max_abs_diff=diff))
+                             max_abs_diff=diff, vs=base.label))
     return rows
 
 
@@ -325,7 +350,7 @@ def ort_op_profile(artifact: ModelArtifact, batch: int, *, threads: int = 2, run
     return {k: v / max(len(spans), 1) for k, v in per_op.items()}
 
 
-def torch_op_profile(model: Any, batch: int, *, runs: int = 10, seed: int = 0) -> dict[str, float]:
+def torch_op_profile(model: Any, batch: int, *, runs: int = 5, seed: int = 0) -> dict[str, float]:
     """torch eager (CPU) self time per aten op, microseconds per run."""
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -333,8 +358,7 @@ def torch_op_profile(model: Any, batch: int, *, runs: int = 10, seed: int = 0) -
     cfg = model.config
     inputs = [torch.from_numpy(a) for a in _inputs(batch, cfg, seed)]
     with torch.inference_mode():
-        for _ in range(2):
-            model(*inputs)
+        model(*inputs)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(runs):
                 model(*inputs)
@@ -359,16 +383,17 @@ def _share_table(title: str, profiles: dict[int, dict[str, float]], top: int = 8
     return "\n".join(lines)
 
 
-def _profiles(art: ModelArtifact, live: list[_Case], batches: tuple[int, ...]) -> str:
+def _profiles(art: ModelArtifact, live: list[_Case], batches: tuple[int, ...], runs: int) -> str:
     parts = []
     specs = {c.spec for c in live}
     ort_case = next((c for c in live if c.spec in ("onnxruntime", "onnxruntime-cpu")), None)
     if ort_case is not None:
-        prof = {b: ort_op_profile(art, b, threads=ort_case.threads) for b in batches}
+        prof = {b: ort_op_profile(art, b, threads=ort_case.threads, runs=6 * runs) for b in batches}
         parts.append(_share_table(f"ONNX Runtime ({ort_case.threads} threads), kernel time by op type", prof))
     if specs & {"torch", "torch-cpu"}:
         model = art.build_model()
-        prof = {b: torch_op_profile(model, b) for b in batches}
+        _torch_threads(next(c for c in live if c.spec in ("torch", "torch-cpu")))
+        prof = {b: torch_op_profile(model, b, runs=runs) for b in batches}
         parts.append(_share_table("torch eager (CPU), self time by op", prof))
     if not parts:
         return ""
@@ -420,13 +445,20 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
-def _report(art: ModelArtifact, cost: ModelCost, cases: list[_Case], base: _Case, rows: list[BenchRow], *,
-            batch_sizes: tuple[int, ...], threads: int, budget_s: float, started: datetime, wall_s: float,
+def _report(art: ModelArtifact, cost: ModelCost, cases: list[_Case], bases: list[_Case], rows: list[BenchRow], *,
+            batch_sizes: tuple[int, ...], threads: int, budget_s: float, block_s: float, started: datetime, wall_s: float,
             load: tuple[Any, Any], profiles: str, command: str) -> str:
     cfg = art.meta.config
     gru_note = ("counted by FlopCounterMode" if cost.gru_counted
                 else f"not seen by FlopCounterMode: {cost.gru_flops / 1e6:.2f} M added analytically")
     ops = ", ".join(f"{k.removeprefix('aten.')} {v / 1e6:.2f} M" for k, v in sorted(cost.by_op.items()))
+    if len(bases) == 1:
+        base_name = bases[0].label
+        vs_text = f"**x {base_name}**"
+    else:
+        base_name = bases[0].label.split(" (")[0] + " (same threads)"
+        vs_text = (f"**x {base_name}**: against the baseline with the row's thread count ("
+                   + ", ".join(b.label for b in bases) + ")")
     lb, la = load
     load_s = (f"load average {lb[0]:.2f} before, {la[0]:.2f} after" if lb and la else "load average n/a")
     lines = [
@@ -440,12 +472,14 @@ def _report(art: ModelArtifact, cost: ModelCost, cases: list[_Case], base: _Case
         f"-> {cfg.time_steps} BiGRU steps, hidden {cfg.hidden}, {cfg.gru_layers} layers; "
         f"**{cost.params:,} parameters**, **{cost.flops_per_window / 1e6:.2f} MFLOPs per window** "
         f"(2 per multiply-add; {ops}; the BiGRU's {cost.gru_flops / 1e6:.2f} M are {gru_note}).",
-        f"- Interleaved rounds (every backend once per round, rotating order) for >= {budget_s:g} s per batch "
-        f"size; p50/p99 over the rounds; windows/s = batch / p50; **x {base.label}** = median of the "
-        "per-round time ratios (paired). Max |diff| = largest absolute difference of any output "
-        f"(probability, attention) from {base.label} on the same inputs.",
+        f"- Interleaved rounds for >= {budget_s:g} s per batch size: in each round every backend (rotating "
+        f"order) runs one untimed settling call, then timed calls for {block_s * 1e3:g} ms (at least one); "
+        "p50/p99 over the timed calls (numpy in, numpy out); windows/s = batch / p50; "
+        f"{vs_text} = median over rounds of the ratio of the two backends' block medians "
+        f"(paired). Max |diff| = largest absolute difference of any output (probability, attention) from "
+        "that baseline on the same inputs.",
         "",
-        f"| backend | batch | rounds | p50 ms | p99 ms | windows/s | x {base.label} | GFLOP/s | max abs diff |",
+        f"| backend | batch | calls | p50 ms | p99 ms | windows/s | x {base_name} | GFLOP/s | max abs diff |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -458,15 +492,15 @@ def _report(art: ModelArtifact, cost: ModelCost, cases: list[_Case], base: _Case
     if down:
         lines += ["", "Not run here: " + "; ".join(f"`{c.key}` ({c.error})" for c in down) + "."]
     # ratio summary: each non-baseline backend at each batch size, one line
-    lines += ["", f"Speed-up against {base.label} (paired median), by batch size:", ""]
-    by_backend: dict[str, dict[int, float]] = defaultdict(dict)
+    lines += ["", f"Speed-up against {base_name} (paired median), by batch size:", ""]
+    by_backend: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for r in rows:
         if r.ratio is not None:
-            by_backend[r.backend][r.batch] = r.ratio
-    lines.append("| backend | " + " | ".join(f"b={b}" for b in batch_sizes) + " |")
-    lines.append("| --- | " + " | ".join("---:" for _ in batch_sizes) + " |")
-    for name, d in by_backend.items():
-        lines.append(f"| {name} | " + " | ".join(f"{d[b]:.2f}x" if b in d else "-" for b in batch_sizes) + " |")
+            by_backend[(r.backend, r.vs)][r.batch] = r.ratio
+    lines.append("| backend | against | " + " | ".join(f"b={b}" for b in batch_sizes) + " |")
+    lines.append("| --- | --- | " + " | ".join("---:" for _ in batch_sizes) + " |")
+    for (name, vs), d in by_backend.items():
+        lines.append(f"| {name} | {vs} | " + " | ".join(f"{d[b]:.2f}x" if b in d else "-" for b in batch_sizes) + " |")
     lines.append("")
     if profiles:
         lines += [profiles]
@@ -544,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--baseline", default="torch")
     p.add_argument("--budget-s", type=float, default=2.0, help="seconds of interleaved rounds per batch size")
+    p.add_argument("--block-s", type=float, default=0.05, help="timed calls per backend and round, in seconds")
     p.add_argument("--min-rounds", type=int, default=10)
     p.add_argument("--no-profile", action="store_true", help="skip the per-operator profiles")
     p.add_argument("--encoder-batch-sizes", default="1,8", help="'' to skip the ResNet50 encoder")
@@ -560,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
                               device=a.encoder_device, threads=a.threads)
     md = run_engine_bench(model, backends=[s for s in a.backends.split(",") if s],
                           batch_sizes=[int(b) for b in a.batch_sizes.split(",")], threads=a.threads,
-                          out_md=a.out, baseline=a.baseline, budget_s=a.budget_s, min_rounds=a.min_rounds,
+                          out_md=a.out, baseline=a.baseline, budget_s=a.budget_s, block_s=a.block_s, min_rounds=a.min_rounds,
                           profile=not a.no_profile, command=command, extra_md=extra)
     print(md + ("\n" + extra if extra else ""))
     return 0

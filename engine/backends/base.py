@@ -17,8 +17,8 @@ Names. A backend is chosen by a *spec*: a registered backend name (``onnxruntime
 ``torch``, ``tensorrt``), an alias that fixes some options (``torch-cuda``,
 ``torch-cuda-fp16``, ``tensorrt-fp32``, ... see :data:`BACKEND_SPECS`) or ``auto``:
 the first of :data:`AUTO_ORDER` that can run here (TensorRT with a usable engine, then
-torch on CUDA, then ONNX Runtime on the CPU, which measured fastest on the CPU at every
-batch size: docs/bench-engine.md).
+torch on CUDA, then ONNX Runtime on the CPU, which measured fastest on the CPU at the
+worker's micro-batch sizes and robust on a busy node: docs/bench-engine.md).
 """
 
 from __future__ import annotations
@@ -199,6 +199,8 @@ BACKENDS: dict[str, str] = {
 # Aliases: a registered backend plus fixed options.
 BACKEND_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "onnxruntime-cpu": ("onnxruntime", {}),
+    "onnxruntime-sharded": ("onnxruntime", {"shards": 2}),
+    "onnxruntime-single": ("onnxruntime", {"shards": 1}),
     "torch-cpu": ("torch", {"device": "cpu"}),
     "torch-cuda": ("torch", {"device": "cuda"}),
     "torch-cuda-fp16": ("torch", {"device": "cuda", "precision": "fp16"}),

@@ -98,12 +98,12 @@ class TensorRTBackend(Backend):
         """TensorRT and CUDA present, and an engine for this GPU exists (or ``rebuild``)."""
         if not cls.available(**opts):
             return False
-        if opts.get("rebuild"):
-            return True
+        if opts.get("rebuild"):  # builds from the artifact's model.onnx
+            return artifact.directory is not None
         precision = opts.get("precision", "fp16")
         try:
             path = Path(opts["engine_path"]) if opts.get("engine_path") else cls._default_engine(artifact, precision)
-            cls._check(path, artifact, precision, opts.get("device", "cuda"))
+            cls._check_engine(path, artifact, precision, opts.get("device", "cuda"))
         except EngineError as exc:
             log.info("tensorrt backend not usable for %s: %s", artifact.directory, exc)
             return False
@@ -115,7 +115,7 @@ class TensorRTBackend(Backend):
 
     # ------------------------------------------------------------------ engine file
     @staticmethod
-    def _check(engine_path: Path, artifact: ModelArtifact, precision: str, device: str) -> None:
+    def _check_engine(engine_path: Path, artifact: ModelArtifact, precision: str, device: str) -> None:
         from engine.tensorrt_build import tensorrt_version
 
         info = read_engine_info(engine_path)
@@ -126,7 +126,7 @@ class TensorRTBackend(Backend):
 
     def _ensure_engine(self) -> None:
         try:
-            self._check(self.engine_path, self.artifact, self.precision, self.device)
+            self._check_engine(self.engine_path, self.artifact, self.precision, self.device)
             return
         except EngineError:  # missing, corrupt or mismatched (EngineMismatch)
             if not self.rebuild:

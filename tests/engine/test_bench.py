@@ -21,7 +21,7 @@ from engine.exceptions import EngineError
 from engine.model import count_parameters
 from tests.engine.backends.conftest import backend_artifact, cuda_available  # noqa: F401 (fixture)
 
-FAST = {"budget_s": 0.0, "min_rounds": 3, "warmup": 1}
+FAST = {"budget_s": 0.0, "block_s": 0.0, "min_rounds": 3, "warmup": 1}
 
 
 def test_parse_case() -> None:
@@ -59,7 +59,7 @@ def test_report(backend_artifact, tmp_path: Path) -> None:
     out = tmp_path / "docs" / "bench.md"
     backends = ["onnxruntime", "onnxruntime@2", "torch"] + ([] if cuda_available() else ["torch-cuda"])
     md = run_engine_bench(backend_artifact(), backends=backends, batch_sizes=(3, 1), threads=1, out_md=out,
-                          extra_md="## Extra\n", profile_batches=(1, 2), **FAST)
+                          extra_md="## Extra\n", profile_batches=(1, 2), profile_runs=1, **FAST)
     text = out.read_text()
     assert text.startswith(md) and text.endswith("## Extra\n")
     assert "Command: `python -m engine.bench --model" in md and "--batch-sizes 1,3" in md
@@ -73,10 +73,22 @@ def test_report(backend_artifact, tmp_path: Path) -> None:
         if not r.startswith("| torch-cpu"):
             assert float(r.split("|")[7]) > 0 and float(r.split("|")[9]) <= 1e-4  # ratio, parity
     assert "parameters" in md and "MFLOPs per window" in md and "counted by FlopCounterMode" in md
-    assert "Speed-up against torch-cpu (1 thr)" in md and "| onnxruntime-cpu (2 thr) | " in md
+    assert "Speed-up against torch-cpu (1 thr)" in md and "| onnxruntime-cpu-2shards (2 thr) | torch-cpu (1 thr) | " in md
     assert "## Where the time goes" in md and "| GRU |" in md and "aten::" in md
     if not cuda_available():
         assert "Not run here: `torch-cuda` (BackendUnavailable" in md
+
+
+def test_one_baseline_per_thread_count(backend_artifact) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    md = run_engine_bench(backend_artifact(), backends=["onnxruntime@1", "onnxruntime@2", "torch@1", "torch@2"],
+                          batch_sizes=(2,), threads=1, profile=False, **FAST)
+    torch.set_num_threads(before)
+    assert "x torch-cpu (same threads)" in md
+    assert "| onnxruntime-cpu (1 thr) | torch-cpu (1 thr) |" in md
+    assert "| onnxruntime-cpu-2shards (2 thr) | torch-cpu (2 thr) |" in md
 
 
 def test_baseline_defaults_to_the_first_backend(backend_artifact) -> None:
@@ -90,8 +102,6 @@ def test_errors(backend_artifact) -> None:
         run_engine_bench(backend_artifact(), backends=[], **FAST)
     with pytest.raises(ValueError, match="repeat"):
         run_engine_bench(backend_artifact(), backends=["torch", "torch"], **FAST)
-    with pytest.raises(ValueError, match="process-wide"):
-        run_engine_bench(backend_artifact(), backends=["torch@1", "torch@2"], **FAST)
     if not cuda_available():
         with pytest.raises(EngineError, match="no backend could run"):
             run_engine_bench(backend_artifact(), backends=["torch-cuda"], **FAST)
@@ -101,7 +111,7 @@ def test_profiles_name_the_operators(backend_artifact) -> None:
     art = ModelArtifact.load(backend_artifact())
     ort = ort_op_profile(art, 2, threads=1, runs=3)
     assert "GRU" in ort and all(v >= 0 for v in ort.values())
-    pt = torch_op_profile(art.build_model(), 2, runs=2)
+    pt = torch_op_profile(art.build_model(), 2, runs=1)
     assert any(k.startswith("aten::") for k in pt)
 
 

@@ -33,6 +33,8 @@ TRT = [*GPU, pytest.mark.skipif(not tensorrt_importable(), reason="tensorrt is n
 
 BACKEND_PARAMS = [
     pytest.param(("onnxruntime", {"threads": 1}, FP32), id="onnxruntime-cpu", marks=ORT),
+    pytest.param(("onnxruntime-sharded", {"threads": 2}, FP32), id="onnxruntime-cpu-2shards", marks=ORT),
+    pytest.param(("onnxruntime-single", {"threads": 2}, FP32), id="onnxruntime-cpu-single", marks=ORT),
     pytest.param(("torch", {"device": "cpu"}, FP32), id="torch-cpu"),
     pytest.param(("torch-cuda", {}, FP32), id="torch-cuda-graphs", marks=GPU),
     pytest.param(("torch-cuda-eager", {}, FP32), id="torch-cuda-eager", marks=GPU),
