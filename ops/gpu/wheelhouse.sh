@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Download the wheels ops/gpu/check.sh installs on a GPU machine that has torch but no internet:
 #   ops/gpu/wheelhouse.sh [PYTHON_VERSION]     e.g. 3.11 (the GPU machine's Python), default: this one's
-# into ops/gpu/wheels (about 50 MB: onnx, onnxruntime, pytest and their dependencies; numpy comes
-# with the GPU machine's torch setup). Carry the folder with the working tree.
+# into ops/gpu/wheels: onnx, onnxruntime, pytest and their dependencies, 54 MB for Python 3.11
+# (numpy 16 MB of it; delete its wheel if the GPU machine has numpy). Carry the folder with the
+# working tree (the device tool carries at most 64 MiB).
 set -euo pipefail
 cd "$(dirname "$0")"
 PYV=${1:-$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')}
