@@ -147,12 +147,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_build_engine(args: argparse.Namespace) -> int:
     from engine.tensorrt_build import build_engine
 
+    from engine.tensorrt_build import default_engine_path
+
     model = Path(args.model)
     onnx_path = Path(args.onnx) if args.onnx else model / "model.onnx"
-    out = Path(args.out) if args.out else model / ("model.fp16.engine" if not args.fp32 else "model.fp32.engine")
-    info = build_engine(onnx_path, out, fp16=not args.fp32, min_batch=args.min_batch, opt_batch=args.opt_batch,
-                        max_batch=args.max_batch, timing_cache=args.timing_cache or model / "trt.timing-cache")
-    print(info)
+    out = Path(args.out) if args.out else default_engine_path(model, args.precision)
+    info = build_engine(onnx_path, out, fp16=args.precision == "fp16", min_batch=args.min_batch,
+                        opt_batch=args.opt_batch, max_batch=args.max_batch, timing_cache=args.timing_cache,
+                        workspace_mb=args.workspace_mb)
+    print(info.to_json())
     return 0
 
 
@@ -269,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-engine", help="build a TensorRT engine from the ONNX export (GPU node)")
     p.add_argument("--model", default=".cache/models/default")
     p.add_argument("--onnx", help="ONNX file (default <model>/model.onnx)")
-    p.add_argument("--out", help="engine file (default <model>/model.fp16.engine)")
-    p.add_argument("--fp32", action="store_true", help="FP32 instead of FP16")
+    p.add_argument("--out", help="engine file (default <model>/engines/model-<precision>.engine)")
+    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    p.add_argument("--workspace-mb", dest="workspace_mb", type=int, default=1024)
     p.add_argument("--min-batch", dest="min_batch", type=int, default=1)
     p.add_argument("--opt-batch", dest="opt_batch", type=int, default=32)
     p.add_argument("--max-batch", dest="max_batch", type=int, default=256)

@@ -53,7 +53,10 @@ class WorkerSettings(ServiceSettings):
     max_age_s: float = Field(7 * 86400.0, gt=0, description="Max age of t0 in the past")
     max_batch: int = Field(64, ge=1, description="Micro-batch: most windows per inference call")
     max_wait_ms: float = Field(20.0, ge=0, description="Micro-batch: longest wait to fill a batch")
-    backend: str = Field("onnxruntime", description="onnxruntime | torch | tensorrt | auto")
+    backend: str = Field("onnxruntime", description="onnxruntime | torch | torch-cuda | torch-cuda-fp16 | "
+                                                    "tensorrt | tensorrt-fp16 | tensorrt-fp32 | auto")
+    engine_path: Path | None = Field(None, description="TensorRT engine (default <model_dir>/engines/model-fp16.engine)")
+    engine_rebuild: bool = Field(False, description="Rebuild a missing or mismatched TensorRT engine at start")
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="Model artifact folder (trained on first run if missing)")
     inference_threads: int = Field(2, ge=1)
     history_cap: int = Field(3600, ge=10, description="Risk history entries kept per athlete (30 min at 2/s)")
