@@ -66,23 +66,34 @@ def _classify(err: ValidationError) -> tuple[Reason, str]:
     if loc == ("frames",) and kind == "too_short":
         return Reason.EMPTY_BATCH, "frames is empty"
     if loc == ("frames",) and kind == "too_long":
-        return Reason.TOO_LARGE, f"more than {FrameBatch.model_fields['frames'].metadata} frames"
+        return Reason.TOO_LARGE, f"more than {MAX_FRAMES_PER_BATCH} frames"
     if len(loc) == 2 and loc[0] == "frames" and kind in ("too_short", "too_long"):
         n = len(first.get("input") or [])
         return Reason.CHANNEL_COUNT, f"frame {loc[1]} has {n} values, expected {N_CHANNELS} (channels v1)"
     return Reason.SCHEMA_INVALID, f"{where}: {first['msg']}"
 
 
+class _NonFinite(Exception):
+    pass
+
+
+def _no_constants(name: str) -> float:
+    raise _NonFinite(name)
+
+
 def _loads(raw: bytes) -> dict:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses NaN/Infinity; tell that case apart from garbage.
+        # orjson refuses NaN/Infinity literals, nesting deeper than 1024 and integers past
+        # 64 bits. The standard library tells NaN/Infinity apart from garbage; it parses UTF-8
+        # only (RFC 8259), and its own depth limit (RecursionError) is garbage too.
         try:
-            json.loads(raw, parse_constant=lambda c: math.nan)
-        except (ValueError, UnicodeDecodeError):
+            doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+        except _NonFinite:
+            raise ValidationFailed(Reason.NON_FINITE, "NaN or Infinity in the message") from None
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise ValidationFailed(Reason.NOT_JSON, f"not valid UTF-8 JSON: {exc}") from None
-        raise ValidationFailed(Reason.NON_FINITE, "NaN or Infinity in the message") from None
     if not isinstance(doc, dict):
         raise ValidationFailed(Reason.SCHEMA_INVALID, f"top level is {type(doc).__name__}, expected an object")
     return doc
@@ -90,21 +101,27 @@ def _loads(raw: bytes) -> dict:
 
 def _decode_binary(raw: bytes) -> tuple[FrameBatch, np.ndarray]:
     if len(raw) < 8:
-        raise ValidationFailed(Reason.NOT_JSON, "binary frame batch shorter than its 8-byte prefix")
+        raise ValidationFailed(Reason.BAD_ENCODING, "binary frame batch shorter than its 8-byte prefix")
     hlen = int.from_bytes(raw[4:8], "little")
     if 8 + hlen > len(raw):
-        raise ValidationFailed(Reason.NOT_JSON, f"binary header of {hlen} bytes runs past the message end")
-    head = _loads(raw[8:8 + hlen])
+        raise ValidationFailed(Reason.BAD_ENCODING, f"binary header of {hlen} bytes runs past the message end")
+    try:
+        head = _loads(raw[8:8 + hlen])
+    except ValidationFailed as exc:
+        if exc.reason != Reason.NOT_JSON:
+            raise
+        raise ValidationFailed(Reason.BAD_ENCODING, f"binary header: {exc.detail}") from None
     n = head.pop("n", None)
-    if not isinstance(n, int) or n < 0:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValidationFailed(Reason.MISSING_FIELD if n is None else Reason.SCHEMA_INVALID,
                                "binary header needs the frame count 'n' (integer >= 0)")
     body = raw[8 + hlen:]
     if len(body) % (4 * N_CHANNELS) or len(body) // (4 * N_CHANNELS) != n:
-        raise ValidationFailed(Reason.CHANNEL_COUNT,
+        raise ValidationFailed(Reason.SHAPE_MISMATCH,
                                f"{len(body)} payload bytes are not {n} frames x {N_CHANNELS} float32")
     try:
-        fb = FrameBatch.model_validate({**head, "frames": [[0.0] * N_CHANNELS] * min(n, 1) if n else []})
+        fb = FrameBatch.model_validate({**head, "frames": [[0.0] * N_CHANNELS] * min(n, 1) if n else []},
+                                       strict=True)
     except ValidationError as err:
         raise ValidationFailed(*_classify(err)) from None
     if n > MAX_FRAMES_PER_BATCH:
@@ -121,10 +138,15 @@ def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: flo
         fb, arr = _decode_binary(raw)
     else:
         doc = _loads(raw)
-        try:
-            fb = FrameBatch.model_validate(doc)
+        seq = doc.get("seq")
+        if type(seq) is float and seq.is_integer() and abs(seq) < 2**53:  # 7.0 is an integer to JSON Schema
+            doc["seq"] = int(seq)
+        try:  # strict: the JSON Schema's types, no "0.5" for 0.5 (nor "NaN" for a number)
+            fb = FrameBatch.model_validate(doc, strict=True)
         except ValidationError as err:
             raise ValidationFailed(*_classify(err)) from None
+    if not math.isfinite(fb.t0):
+        raise ValidationFailed(Reason.NON_FINITE, f"t0 is {fb.t0}")
 
     if key is not None and key.decode("utf-8", "replace") != fb.athlete_id:
         raise ValidationFailed(Reason.KEY_MISMATCH, f"key {key[:64]!r} != athlete_id {fb.athlete_id!r}")

@@ -3,8 +3,10 @@ partitions, so every service that produces or consumes creates them first."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -40,3 +42,50 @@ async def ensure_topics(settings: ServiceSettings, partitions: int, replication:
         return counts
     finally:
         await admin.close()
+
+
+async def reset_stale_offsets(settings: ServiceSettings, group: str, topic: str = topics.FRAMES,
+                              timeout_s: float = 2.0) -> dict[int, tuple[int, int]]:
+    """Reset the group's committed offsets that lie past their partition's end to its start.
+
+    That happens when the broker lost its log (the embedded Tansu restarted: memory storage)
+    or the topic was deleted and re-created: the old offsets would make the consumer wait
+    until the new log grows past them, skipping everything before. The end comes from one
+    fetch at the committed offset (its high watermark), not ListOffsets, which Tansu
+    under-reports. Returns ``{partition: (stale offset, end)}``; best effort: a group with
+    live members refuses the commit, which is logged.
+    """
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=group, enable_auto_commit=False,
+                                auto_offset_reset="earliest", request_timeout_ms=15000)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return {}
+        consumer.assign(tps)
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+        candidates = {tp: off for tp, off in committed.items() if off}
+        if not candidates:
+            return {}
+        for tp, off in candidates.items():
+            consumer.seek(tp, off)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline and any(consumer.highwater(tp) is None for tp in candidates):
+            await consumer.getmany(*candidates, timeout_ms=100)  # a fetch response carries the high watermark
+        stale = {tp: (off, hw) for tp, off in candidates.items()
+                 if (hw := consumer.highwater(tp)) is not None and off > hw}
+        if stale:
+            start = await consumer.beginning_offsets(list(stale))
+            log.warning("group %s: committed offsets past the end of %s (the broker lost its log): %s; "
+                        "starting those partitions from the beginning",
+                        group, topic, {tp.partition: f"{off} > end {hw}" for tp, (off, hw) in stale.items()})
+            try:
+                await consumer.commit({tp: start[tp] for tp in stale})
+            except Exception as exc:
+                log.warning("could not reset the offsets of group %s (%s)", group, exc)
+        return {tp.partition: v for tp, v in stale.items()}
+    finally:
+        await consumer.stop()

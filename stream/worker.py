@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
 from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from schemas import topics
 from schemas.alerts import Alert
@@ -36,6 +40,12 @@ from stream.sinks.redis import RedisSink, connect
 from stream.windowing import Offer, WindowConfig, Windower
 
 log = logging.getLogger(__name__)
+
+# A DLQ record keeps at most this much of the original value (base64 grows it by 4/3), so a
+# rejected message of any accepted size fits the producer's 1 MB request limit.
+DLQ_ORIGINAL_MAX = 256 * 1024
+FORGET_AFTER_S = 300.0  # per-athlete state of an athlete silent this long is dropped
+EXIT_BROKER_RESET = 75  # EX_TEMPFAIL: the broker lost its log; restart the worker (compose/k8s do)
 
 
 def window_config(s: WorkerSettings) -> WindowConfig:
@@ -70,7 +80,9 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
     batcher: MicroBatcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000, maxsize=8 * settings.max_batch)
     executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
     partition_of: dict[str, int] = {}
-    status = {"assigned": False}
+    newest_offset: dict[int, int] = {}  # frames partition -> highest offset ever read (never reset)
+    status = {"assigned": False, "exit_code": 0}
+    stall = {"since": None, "until": -float("inf")}  # the agent waiting on a full inference queue (monotonic)
 
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
            "partitions": settings.partitions}
@@ -81,6 +93,7 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
 
     redis_password = settings.redis_password.get_secret_value() if settings.redis_password else None
     sink = RedisSink(connect(settings.redis_url, redis_password), history_cap=settings.history_cap)
+    metrics.registry.register(_SinkCollector(sink))
 
     async def publish(scores: list[RiskScore], alerts: list[Alert]) -> None:
         for s in scores:
@@ -113,15 +126,24 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         for sk in offer.skipped:
             metrics.skipped.labels(sk.reason).inc(sk.count)
         for w in offer.windows:
-            await batcher.put(w)
+            if batcher.queue.full():  # backpressure: inference is behind, the agent waits
+                stall["since"] = time.monotonic()
+                try:
+                    await batcher.put(w)
+                finally:
+                    stall["since"], stall["until"] = None, time.monotonic()
+            else:
+                await batcher.put(w)
         metrics.queue.set(batcher.qsize())
 
     async def reject(msg, reason: Reason, detail: str) -> None:
         metrics.rejected.labels(reason.value).inc()
+        original = msg.value or b""
         body = Rejected(
             reason=reason, detail=detail[:2000], topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            key=msg.key.decode("utf-8", "replace") if msg.key is not None else None,
-            original_b64=base64.b64encode(msg.value or b"").decode(), rejected_at=time.time(),
+            key=msg.key.decode("utf-8", "replace")[:256] if msg.key is not None else None,
+            original_b64=base64.b64encode(original[:DLQ_ORIGINAL_MAX]).decode(), original_size=len(original),
+            original_truncated=len(original) > DLQ_ORIGINAL_MAX, rejected_at=time.time(),
         )
         log.info("rejected %s/%s@%s: %s (%s)", msg.topic, msg.partition, msg.offset, reason.value, detail[:200])
         await dlq_topic.send(key=msg.key, value=dumps(body))
@@ -131,6 +153,8 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         async for event in stream.events():
             msg = event.message
             metrics.messages.inc()
+            if msg.offset > newest_offset.get(msg.partition, -1):
+                newest_offset[msg.partition] = msg.offset
             value = msg.value if isinstance(msg.value, bytes | None) else bytes(msg.value)
             batch, offer = intake.handle(value or b"", msg.key, time.time())
             if offer.reason is not None:
@@ -154,7 +178,27 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
 
     @app.timer(interval=1.0)
     async def expire_silent() -> None:
+        # Silence is measured by arrival time, which stops while the agent waits for inference:
+        # no athlete is closed during such a stall, nor until idle_timeout_s after it, by when
+        # the agent has caught up (otherwise a slow model would discard every partial window).
+        if stall["since"] is not None or time.monotonic() - stall["until"] < settings.idle_timeout_s:
+            return
         await release(windower.expire(time.time()))
+
+    @app.timer(interval=30.0)
+    async def forget_silent() -> None:
+        """Bounded memory: an athlete whose buffer expired and whose newest window is older than
+        FORGET_AFTER_S loses its cached hysteresis and partition entry (reloaded from Redis if it returns)."""
+        now = time.time()
+        silent = {a for a, st in pipeline.states.items()
+                  if a not in windower.buffers and now - st.last_end > FORGET_AFTER_S}
+        silent |= {a for a in partition_of if a not in windower.buffers and a not in pipeline.states}
+        if silent:
+            pipeline.forget(silent)
+            sink.forget(silent)
+            for a in silent:
+                partition_of.pop(a, None)
+            log.info("forgot %d silent athletes' state", len(silent))
 
     @app.timer(interval=5.0)
     async def measure_lag() -> None:
@@ -171,6 +215,17 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
                 continue
             last = read.get(tp)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - (last + 1 if last is not None else 0)))
+            seen = newest_offset.get(tp.partition)
+            if seen is not None and hw <= seen and not status["exit_code"]:
+                # A partition's end never moves back: the broker lost its log (an embedded broker
+                # restarted without storage, or the topic was deleted and re-created). Faust would
+                # keep committing the old offsets forever, so stop and let the supervisor restart
+                # the worker: it re-creates the topics and starts on the new log (docs/reliability.md).
+                log.error("broker lost its data: %s/%d ends at offset %d but offset %d was already read; "
+                          "exiting with code %d so the worker restarts on the new log",
+                          tp.topic, tp.partition, hw, seen, EXIT_BROKER_RESET)
+                status["exit_code"] = EXIT_BROKER_RESET
+                os.kill(os.getpid(), signal.SIGTERM)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:
@@ -178,6 +233,7 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         athletes = {a for a, p in partition_of.items() if p in gone}
         windower.drop(athletes)
         pipeline.forget(athletes)
+        sink.forget(athletes)
         for a in athletes:
             partition_of.pop(a, None)
         if athletes:
@@ -202,19 +258,53 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         return web.json({"ready": ok, "model": scorer.model_version}, status=200 if ok else 503)
 
     app.im_metrics = metrics  # for tests and benchmarks
+    app.im_status = status  # "exit_code": set when the worker must exit non-zero (run_worker)
     return app
 
 
-def run_worker(settings: WorkerSettings) -> None:
-    """Create topics, load (or train) the model, then run the Faust worker until stopped."""
+class _SinkCollector:
+    """Prometheus view of the Redis sink's outage handling (read at scrape time)."""
+
+    def __init__(self, sink: RedisSink) -> None:
+        self.sink = sink
+
+    def collect(self):
+        s = self.sink
+        yield GaugeMetricFamily("injury_redis_backlog", "Scores waiting for Redis (outage backlog)", value=s.backlog)
+        yield CounterMetricFamily("injury_redis_dropped", "Scores dropped from a full Redis backlog (still on Kafka)",
+                                  value=s.dropped)
+        yield CounterMetricFamily("injury_redis_write_failures", "Failed Redis write attempts", value=s.failures)
+        yield CounterMetricFamily("injury_redis_restarts", "Redis restarts seen (states and raised alerts written again)",
+                                  value=s.restarts)
+
+
+def run_worker(settings: WorkerSettings, *, wrap_scorer: Callable | None = None) -> None:
+    """Create topics, load (or train) the model, then run the Faust worker until stopped.
+
+    ``wrap_scorer`` (fault injection, tests only): called with the loaded scorer, returns the
+    scorer the worker uses (e.g. one that sleeps, see tests/reliability/slow_worker.py).
+    """
     from engine.scorer import Scorer
     from engine.train import ensure_default_model
-    from stream.admin import ensure_topics
+    from stream.admin import ensure_topics, reset_stale_offsets
 
     asyncio.run(ensure_topics(settings, settings.partitions, settings.replication_factor))
+    asyncio.run(reset_stale_offsets(settings, settings.app_id))
     model_dir = ensure_default_model(settings.model_dir, progress=True)
-    scorer = Scorer(model_dir, backend=settings.backend, threads=settings.inference_threads)
-    log.info("model %s on %s (image encoder %s)", scorer.model_version, settings.backend, scorer.encoder_version)
+    options = {}
+    if settings.backend.startswith(("tensorrt", "auto")):
+        options = {"engine_path": settings.engine_path, "rebuild": settings.engine_rebuild}
+    scorer = Scorer(model_dir, backend=settings.backend, threads=settings.inference_threads,
+                    max_batch=settings.max_batch, backend_options=options or None)
+    scorer.backend.warmup((1, settings.max_batch))  # the first micro-batch must not pay start-up costs
+    log.info("model %s on %s (image encoder %s)", scorer.model_version, scorer.backend.label, scorer.encoder_version)
+    if wrap_scorer is not None:
+        scorer = wrap_scorer(scorer)
+        log.warning("fault injection: the scorer is wrapped by %r", scorer)
     app = create_app(settings, scorer, image_cache=make_cache(settings, scorer.encoder_version))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if app.im_status["exit_code"]:
+            raise SystemExit(app.im_status["exit_code"])

@@ -3,11 +3,30 @@
 Key layout: :mod:`schemas.keys`. History entries use the window end as their stream id,
 so a replayed window is refused by Redis ("equal or smaller than the top item") and
 ignored here; ``im:risk:latest`` is only replaced by a newer window (Lua compare).
+
+Outages (docs/reliability.md). A write that fails keeps its batch in a bounded backlog and
+every later batch queues behind it, so Redis still sees each athlete's windows in order
+(an older window written after a newer one would be refused by XADD and lost). A
+background task retries every ``retry_s`` and writes the backlog in order once Redis
+answers; every command is idempotent, so a batch half-written before the failure is safe
+to write again. The backlog holds at most ``backlog_cap`` scores: beyond that the oldest
+are dropped and counted (``dropped``; Kafka ``injury.risk`` still has them), so a long
+outage leaves an explicit, counted gap instead of unbounded memory. Alerts are never
+dropped; traces and hysteresis states keep only the newest per athlete. Only the first
+failure of an outage raises (the caller logs and counts it); later writes return at once.
+When Redis comes back empty (its ``run_id`` changed: a restart without persistence), the
+hysteresis states and raised alerts of the athletes this worker owns are written again,
+so the dashboard does not lose an active alert and no alert is raised twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
 
 import orjson
 import redis.asyncio as aioredis
@@ -31,6 +50,22 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
+WRITE_CHUNK = 512  # scores per pipeline when a backlog is written
+HOLD_S = 3600.0  # a Redis restart re-writes the states of athletes written to within this time
+
+
+# KEYS[1] = im:load:{a}, KEYS[2] = im:load:sessions:{a}; ARGV = session, load, seconds, now
+_ADD_LOAD = """
+local cur = redis.call('HGET', KEYS[1], 'session_id')
+if cur and cur ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'player_load', 0, 'seconds', 0)
+end
+redis.call('HSET', KEYS[1], 'session_id', ARGV[1], 'updated_at', ARGV[4])
+local total = redis.call('HINCRBYFLOAT', KEYS[1], 'player_load', ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[1], 'seconds', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], total)
+return total
+"""
 
 
 def connect(url: str, password: str | None = None) -> aioredis.Redis:
@@ -38,24 +73,228 @@ def connect(url: str, password: str | None = None) -> aioredis.Redis:
     return aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=15, **kwargs)
 
 
+@dataclass(frozen=True, slots=True)
+class _Score:
+    athlete_id: str
+    window_end: float
+    scored_at: float
+    body: bytes
+    session_id: str = ""
+    load: float = 0.0    # PlayerLoad of the window's newest hop (keys.workload)
+    load_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Batch:
+    scores: list[_Score] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+
 class RedisSink(Sink):
-    def __init__(self, client: aioredis.Redis, *, history_cap: int = 3600) -> None:
+    def __init__(self, client: aioredis.Redis, *, history_cap: int = 3600, backlog_cap: int = 20_000,
+                 retry_s: float = 1.0, check_s: float = 5.0) -> None:
         self.r = client
         self.history_cap = history_cap
+        self.backlog_cap = backlog_cap
+        self.retry_s = retry_s
+        self.check_s = check_s
         self._set_if_newer = self.r.register_script(_SET_IF_NEWER)
+        self._add_load = self.r.register_script(_ADD_LOAD)
+        self._pending: deque[_Batch] = deque()
+        self._pending_scores = 0
+        self._inflight = 0  # leading batches of _pending being written right now
+        self._traces: dict[str, bytes] = {}     # newest traces per athlete, not yet written
+        self._states: dict[str, bytes] = {}     # newest hysteresis state per athlete, not yet written
+        self._held_states: dict[str, bytes] = {}  # last state written per athlete (for a Redis restart)
+        self._active: dict[str, bytes] = {}      # raised alert per athlete (for a Redis restart)
+        self._retrier: asyncio.Task | None = None
+        self._run_id: str | None = None
+        self._checked_at = 0.0
+        self._must_check = False  # after a failure: look for a restart before the next write
+        self._no_info = False
+        self._reassert_alerts = False
+        self._last_seen: dict[str, float] = {}  # athlete -> monotonic time of its last write
+        self._pruned_at = time.monotonic()
+        self.dropped = 0      # scores dropped from a full backlog
+        self.failures = 0     # failed write attempts
+        self.restarts = 0     # Redis restarts seen (run_id changed)
+
+    # -- public -----------------------------------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        """Scores waiting for Redis."""
+        return self._pending_scores
 
     async def write(self, scored: list[Scored], alerts: list[Alert], states: dict[str, AlertState]) -> None:
-        pipe = self.r.pipeline(transaction=False)
+        self._enqueue(scored, alerts, states)
+        if self._retrier is not None and not self._retrier.done():
+            return  # an outage: the retry task owns the backlog and writes it in order
+        try:
+            await self._flush()
+        except Exception as exc:
+            self.failures += 1
+            self._must_check = True
+            log.warning("Redis unavailable (%s): keeping up to %d scores and retrying every %.1f s",
+                        exc, self.backlog_cap, self.retry_s)
+            self._retrier = asyncio.create_task(self._retry())
+            raise
+
+    async def load_states(self, athlete_ids: list[str]) -> dict[str, AlertState]:
+        async with self.r.pipeline(transaction=False) as pipe:
+            for a in athlete_ids:
+                pipe.hget(keys.alert_state(a), "s")
+            raw = await pipe.execute()
+        return {a: AlertState.from_dict(orjson.loads(v)) if v else AlertState() for a, v in zip(athlete_ids, raw)}
+
+    def forget(self, athlete_ids: set[str]) -> None:
+        """Another worker owns these athletes now (or they went silent): never re-write their state or alert."""
+        for a in athlete_ids:
+            self._held_states.pop(a, None)
+            self._active.pop(a, None)
+            self._last_seen.pop(a, None)
+
+    async def close(self) -> None:
+        if self._retrier is not None:
+            self._retrier.cancel()
+        await self.r.aclose()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _enqueue(self, scored: list[Scored], alerts: list[Alert], states: dict[str, AlertState]) -> None:
+        batch = _Batch([_Score(s.score.athlete_id, s.score.window_end, s.score.scored_at, dumps(s.score),
+                               s.score.session_id, s.load, s.load_s) for s in scored], list(alerts))
         for s in scored:
-            sc = s.score
-            body = dumps(sc)
-            await self._set_if_newer(keys=[keys.RISK_LATEST], args=[sc.athlete_id, sc.window_end, body], client=pipe)
-            pipe.xadd(keys.risk_history(sc.athlete_id), {"v": body}, id=keys.stream_id(sc.window_end),
-                      maxlen=self.history_cap, approximate=True)
-            pipe.zadd(keys.ATHLETES, {sc.athlete_id: sc.scored_at})
             if s.traces is not None:
-                pipe.set(keys.latest_window(sc.athlete_id), orjson.dumps(s.traces))
+                self._traces[s.score.athlete_id] = orjson.dumps(s.traces)
         for a in alerts:
+            if a.state == "raised":
+                self._active[a.athlete_id] = dumps(a)
+            else:
+                self._active.pop(a.athlete_id, None)
+        now = time.monotonic()
+        for athlete_id, st in states.items():
+            self._states[athlete_id] = self._held_states[athlete_id] = orjson.dumps(st.to_dict())
+            self._last_seen[athlete_id] = now
+        if now - self._pruned_at > 60:  # athletes silent for HOLD_S are no longer re-asserted
+            self._pruned_at = now
+            self.forget({a for a, t in self._last_seen.items() if now - t > HOLD_S})
+        self._pending.append(batch)
+        self._pending_scores += len(batch.scores)
+        excess = self._pending_scores - self.backlog_cap
+        if excess > 0:
+            if self.dropped == 0:
+                log.warning("Redis backlog full (%d scores): dropping the oldest; Kafka keeps them", self.backlog_cap)
+            for old in itertools.islice(self._pending, self._inflight, None):  # oldest first, not in flight
+                cut = min(len(old.scores), excess)
+                del old.scores[:cut]
+                excess -= cut
+                self._pending_scores -= cut
+                self.dropped += cut
+                if excess == 0:
+                    break
+            self._pending = deque(b for i, b in enumerate(self._pending) if i < self._inflight or b.scores or b.alerts)
+
+    async def _retry(self) -> None:
+        """Own the backlog during an outage: retry every ``retry_s`` until everything is written."""
+        down_since = time.monotonic()
+        recovered = False
+        await asyncio.sleep(self.retry_s)
+        while self._pending or self._states or self._traces:
+            n = self._pending_scores
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                self._must_check = True
+                log.debug("Redis still unavailable: %s", exc)
+                await asyncio.sleep(self.retry_s)
+                continue
+            if not recovered:
+                recovered = True
+                log.warning("Redis is back after %.1f s: wrote %d backlogged scores (%d dropped so far)",
+                            time.monotonic() - down_since, n, self.dropped)
+
+    async def _check_restart(self) -> None:
+        """Redis restarted without its data: queue the states and raised alerts we hold again."""
+        now = time.monotonic()
+        if self._no_info or (not self._must_check and now - self._checked_at < self.check_s):
+            return
+        try:
+            info = await self.r.info("server")
+        except ResponseError as exc:  # INFO renamed away or denied by an ACL: no restart detection
+            self._no_info = True
+            log.info("Redis INFO unavailable (%s): restarts without persistence are not detected", exc)
+            return
+        self._checked_at, self._must_check = now, False
+        run_id = info.get("run_id")
+        if self._run_id is not None and run_id != self._run_id:
+            self.restarts += 1
+            log.warning("Redis restarted (run_id changed): re-writing %d alert states and %d raised alerts",
+                        len(self._held_states), len(self._active))
+            self._states.update(self._held_states)
+            self._reassert_alerts = True
+        self._run_id = run_id
+
+    async def _flush(self) -> None:
+        """Write everything pending, in order; remove it only once Redis has taken it.
+
+        Scores go in chunks of ``WRITE_CHUNK``; the last pipeline also carries the newest
+        traces and states, so in the usual case (no backlog) one round trip writes a batch.
+        """
+        await self._check_restart()
+        while True:
+            try:
+                async with self.r.pipeline(transaction=False) as pipe:
+                    last, taken, n, states, traces, reassert = await self._write_chunk(pipe)
+            finally:
+                self._inflight = 0
+            for _ in range(taken):
+                self._pending.popleft()
+            self._pending_scores -= n
+            if last:
+                for pending, written in ((self._states, states), (self._traces, traces)):
+                    for athlete_id, body in written.items():
+                        if pending.get(athlete_id) is body:  # not replaced meanwhile
+                            del pending[athlete_id]
+                if reassert:
+                    self._reassert_alerts = False
+                return
+
+    async def _write_chunk(self, pipe) -> tuple[bool, int, int, dict, dict, bool]:
+        taken, n = 0, 0
+        for batch in self._pending:
+            if taken and n + len(batch.scores) > WRITE_CHUNK:
+                break
+            await self._queue_batch(pipe, batch)
+            taken += 1
+            n += len(batch.scores)
+        self._inflight = taken  # a full backlog drops scores from later batches only
+        last = taken == len(self._pending)
+        states, traces, reassert = {}, {}, False
+        if last:
+            states, traces, reassert = dict(self._states), dict(self._traces), self._reassert_alerts
+            for athlete_id, body in traces.items():
+                pipe.set(keys.latest_window(athlete_id), body)
+            for athlete_id, body in states.items():
+                pipe.hset(keys.alert_state(athlete_id), "s", body)
+            if reassert:
+                for athlete_id, body in self._active.items():
+                    pipe.hset(keys.ALERTS_ACTIVE, athlete_id, body)
+        if len(pipe):
+            await self._execute(pipe)
+        return last, taken, n, states, traces, reassert
+
+    async def _queue_batch(self, pipe, batch: _Batch) -> None:
+        for s in batch.scores:
+            await self._set_if_newer(keys=[keys.RISK_LATEST], args=[s.athlete_id, s.window_end, s.body], client=pipe)
+            pipe.xadd(keys.risk_history(s.athlete_id), {"v": s.body}, id=keys.stream_id(s.window_end),
+                      maxlen=self.history_cap, approximate=True)
+            pipe.zadd(keys.ATHLETES, {s.athlete_id: s.scored_at})
+            if s.load:
+                await self._add_load(keys=[keys.workload(s.athlete_id), keys.workload_sessions(s.athlete_id)],
+                                     args=[s.session_id, s.load, s.load_s, s.scored_at], client=pipe)
+        for a in batch.alerts:
             body = dumps(a)
             pipe.xadd(keys.alert_history(a.athlete_id), {"v": body}, id=keys.stream_id(a.at),
                       maxlen=1000, approximate=True)
@@ -63,18 +302,9 @@ class RedisSink(Sink):
                 pipe.hset(keys.ALERTS_ACTIVE, a.athlete_id, body)
             else:
                 pipe.hdel(keys.ALERTS_ACTIVE, a.athlete_id)
-        for athlete_id, st in states.items():
-            pipe.hset(keys.alert_state(athlete_id), "s", orjson.dumps(st.to_dict()))
+
+    @staticmethod
+    async def _execute(pipe) -> None:
         for res in await pipe.execute(raise_on_error=False):
             if isinstance(res, ResponseError) and "equal or smaller" not in str(res):
                 raise res
-
-    async def load_states(self, athlete_ids: list[str]) -> dict[str, AlertState]:
-        pipe = self.r.pipeline(transaction=False)
-        for a in athlete_ids:
-            pipe.hget(keys.alert_state(a), "s")
-        raw = await pipe.execute()
-        return {a: AlertState.from_dict(orjson.loads(v)) if v else AlertState() for a, v in zip(athlete_ids, raw)}
-
-    async def close(self) -> None:
-        await self.r.aclose()

@@ -112,8 +112,8 @@ def test_binary_and_json_encodings_decode_to_the_same_batch():
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (binary()[:-4], Reason.CHANNEL_COUNT),                      # payload cut short
-        (b"IMF\x01\xff\xff\x00\x00{}", Reason.NOT_JSON),            # header runs past the end
+        (binary()[:-4], Reason.SHAPE_MISMATCH),                     # payload cut short
+        (b"IMF\x01\xff\xff\x00\x00{}", Reason.BAD_ENCODING),        # header runs past the end
         (binary(athlete_id="bad id!"), Reason.SCHEMA_INVALID),
         (binary(n=0), Reason.EMPTY_BATCH),
         (binary(hz=50.0), Reason.UNSUPPORTED_RATE),
