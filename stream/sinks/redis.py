@@ -54,13 +54,17 @@ WRITE_CHUNK = 512  # scores per pipeline when a backlog is written
 HOLD_S = 3600.0  # a Redis restart re-writes the states of athletes written to within this time
 
 
-# KEYS[1] = im:load:{a}, KEYS[2] = im:load:sessions:{a}; ARGV = session, load, seconds, now
+# KEYS[1] = im:load:{a}, KEYS[2] = im:load:sessions:{a}; ARGV = session, load, seconds, now, window_end.
+# Idempotent per window: a window end not newer than the last one added (a batch written again
+# after a failed write) adds nothing.
 _ADD_LOAD = """
 local cur = redis.call('HGET', KEYS[1], 'session_id')
 if cur and cur ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'player_load', 0, 'seconds', 0)
+  redis.call('HSET', KEYS[1], 'player_load', 0, 'seconds', 0, 'last_end', -1)
+elseif tonumber(redis.call('HGET', KEYS[1], 'last_end') or '-1') >= tonumber(ARGV[5]) then
+  return redis.call('HGET', KEYS[1], 'player_load')
 end
-redis.call('HSET', KEYS[1], 'session_id', ARGV[1], 'updated_at', ARGV[4])
+redis.call('HSET', KEYS[1], 'session_id', ARGV[1], 'updated_at', ARGV[4], 'last_end', ARGV[5])
 local total = redis.call('HINCRBYFLOAT', KEYS[1], 'player_load', ARGV[2])
 redis.call('HINCRBYFLOAT', KEYS[1], 'seconds', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], total)
@@ -293,7 +297,7 @@ class RedisSink(Sink):
             pipe.zadd(keys.ATHLETES, {s.athlete_id: s.scored_at})
             if s.load:
                 await self._add_load(keys=[keys.workload(s.athlete_id), keys.workload_sessions(s.athlete_id)],
-                                     args=[s.session_id, s.load, s.load_s, s.scored_at], client=pipe)
+                                     args=[s.session_id, s.load, s.load_s, s.scored_at, s.window_end], client=pipe)
         for a in batch.alerts:
             body = dumps(a)
             pipe.xadd(keys.alert_history(a.athlete_id), {"v": body}, id=keys.stream_id(a.at),

@@ -154,3 +154,25 @@ def test_a_frozen_redis_stalls_one_write_at_most():
             srv.stop()
 
     asyncio.run(main())
+
+
+def test_a_batch_written_twice_changes_nothing_not_even_the_workload():
+    """What the retry of a half-written batch does: every command is idempotent per window end."""
+    async def main():
+        srv = EmbeddedRedis().start()
+        sink = RedisSink(connect(srv.url))
+        r = redis.Redis.from_url(srv.url, decode_responses=True)
+        try:
+            batch = [Scored(scored("a", i).score, None, load=0.25, load_s=0.5) for i in range(4)]
+            await sink.write(batch, [raised("a", 1)], {"a": state(3)})
+            snapshot = (r.hgetall(keys.workload("a")), r.xlen(keys.risk_history("a")),
+                        r.xlen(keys.alert_history("a")), r.hget(keys.RISK_LATEST, "a"))
+            await sink.write(batch, [raised("a", 1)], {"a": state(3)})
+            again = (r.hgetall(keys.workload("a")), r.xlen(keys.risk_history("a")),
+                     r.xlen(keys.alert_history("a")), r.hget(keys.RISK_LATEST, "a"))
+            assert again == snapshot and float(snapshot[0]["player_load"]) == 1.0 and snapshot[1:3] == (4, 1)
+        finally:
+            await sink.close()
+            srv.stop()
+
+    asyncio.run(main())
