@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", dest="start_athletes", type=int, default=50, help="live: first N of the search")
     p.add_argument("--max-athletes", type=int, default=4000)
     p.add_argument("--resolution", type=float, default=0.05, help="live: stop bisecting at this relative gap")
+    p.add_argument("--min-step", type=int, default=2, help="live: ... or at this gap in athletes")
     p.add_argument("--athletes", type=_ints, default=(), help="live: run exactly these N (comma list), no search")
     p.add_argument("--warmup", dest="warmup_s", type=float, default=6.0)
     p.add_argument("--measure", dest="measure_s", type=float, default=18.0)

@@ -68,6 +68,7 @@ class BenchConfig:
     start_athletes: int = 50
     max_athletes: int = 4000
     resolution: float = 0.05
+    min_step: int = 2                # ... or when the bounds are this many athletes apart
     warmup_s: float = 6.0
     measure_s: float = 18.0
     settle_s: float = 3.0
@@ -292,7 +293,7 @@ class Profiler:
         exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(exe).exists():
             raise StreamError("py-spy not found: pip install 'py-spy>=0.4,<0.5'")
-        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+        self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "100", "--threads", "--format", "raw",
                                       "-o", str(self.out.with_suffix(".collapsed"))],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
@@ -612,7 +613,8 @@ def run_live(cfg: BenchConfig, services: Services, quix: Path | None, kinds: tup
     :class:`CapacitySearch`. Then, if ``cfg.half_check``, one longer step at half of each
     capacity."""
     out = {k: {"kind": k, "steps": [], "searched": not cfg.athletes} for k in kinds}
-    searches = {k: CapacitySearch(cfg.start_athletes, cfg.max_athletes, resolution=cfg.resolution) for k in kinds}
+    searches = {k: CapacitySearch(cfg.start_athletes, cfg.max_athletes, resolution=cfg.resolution,
+                                  min_step=cfg.min_step) for k in kinds}
     todo = {k: list(cfg.athletes) for k in kinds}
     done: set[str] = set()
     step = 0

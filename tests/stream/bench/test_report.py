@@ -62,17 +62,21 @@ def test_profile_summaries(tmp_path):
     text = summarize_pstats(prof, top=5)
     assert "by cumulative time" in text and "by own time" in text and "<lambda>" in text
     raw = tmp_path / "x.collapsed"
-    raw.write_text("main (cli.py:1);consume (stream/worker.py:143);decode (schemas/codec.py:9) 30\n"
-                   "main (cli.py:1);consume (stream/worker.py:143) 10\n"
-                   "main (cli.py:1);run_forever (asyncio/base_events.py:607);select (selectors.py:468) 60\n"
-                   "main (cli.py:1);consume (stream/worker.py:143);decode (schemas/codec.py:9) 10\n")
+    m = "thread (7): MainThread;main (cli.py:1)"
+    raw.write_text(f"{m};consume (stream/worker.py:143);decode (schemas/codec.py:9) 30\n"
+                   f"{m};consume (stream/worker.py:143) 10\n"
+                   "thread (9): inference_0;_worker (concurrent/futures/thread.py:81) 60\n"
+                   f"{m};consume (stream/worker.py:143);decode (schemas/codec.py:9) 10\n")
     stacks = parse_collapsed(raw)
     assert sum(stacks.values()) == 110 and len(stacks) == 3
     text = summarize_collapsed(stacks, title="t")
     assert "110 samples, 60 idle (waiting), 50 busy" in text
-    own = text.split("## own time (leaf frames)")[1].split("## inclusive")[0]
-    assert "80.00%  decode (schemas/codec.py:9)" in own and "20.00%  consume" in own and "select" not in own
-    assert "100.00%  consume (stream/worker.py:143)" in text.split("## inclusive time")[1]
+    assert "100.0% busy      50 samples  thread (7): MainThread" in text
+    assert "0.0% busy      60 samples  thread (9): inference_0" in text
+    own = text.split("## own time (leaf functions)")[1].split("## inclusive")[0]
+    assert "80.00%  decode (schemas/codec.py)" in own and "20.00%  consume" in own and "select" not in own
+    ours = text.split("## inclusive time, this project's functions")[1].split("## inclusive time, all")[0]
+    assert "100.00%  consume (stream/worker.py)" in ours and "main (cli.py)" not in ours
     svg = flamegraph_svg(stacks, title="t<1>")
-    assert svg.startswith("<svg") and svg.count("<rect") == 5 and "t&lt;1&gt;" in svg
+    assert svg.startswith("<svg") and svg.count("<rect") == 6 and "t&lt;1&gt;" in svg
     assert "decode (schemas/codec.py:9) (40 samples, 36.36%)" in svg
