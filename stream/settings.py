@@ -70,6 +70,7 @@ class WorkerSettings(ServiceSettings):
     web_port: int = Field(6066, ge=0, description="Worker HTTP port (health, metrics)")
     web_bind: str = "127.0.0.1"
     session_timeout_s: float = Field(10.0, gt=0, description="Kafka group session timeout (rebalance ~ half)")
+    fetch_max_wait_ms: int = Field(10, ge=0, le=5000, description="Longest wait of an empty fetch (Faust: 1500)")
 
 
 class SimulatorSettings(ServiceSettings):
