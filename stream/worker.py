@@ -31,6 +31,7 @@ from schemas.risk import RiskScore
 from stream.alerting import AlertPolicy
 from stream.batching import MicroBatcher
 from stream.imaging import ImageLookup, listen_for_studies, make_cache
+from stream.faust_tuning import set_fetch_max_wait
 from stream.intake import ClockLimits, Intake
 from stream.kafka import faust_credentials
 from stream.metrics import WorkerMetrics
@@ -108,6 +109,7 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         levels=Levels(settings.level_moderate, settings.level_high),
         executor=executor, metrics=metrics,
         images=ImageLookup(image_cache, metrics) if image_cache is not None else None,
+        hop=window_config(settings).hop,
     )
 
     if image_cache is not None:
@@ -291,17 +293,26 @@ def run_worker(settings: WorkerSettings, *, wrap_scorer: Callable | None = None)
     asyncio.run(ensure_topics(settings, settings.partitions, settings.replication_factor))
     asyncio.run(reset_stale_offsets(settings, settings.app_id))
     model_dir = ensure_default_model(settings.model_dir, progress=True)
-    options = {}
-    if settings.backend.startswith(("tensorrt", "auto")):
-        options = {"engine_path": settings.engine_path, "rebuild": settings.engine_rebuild}
-    scorer = Scorer(model_dir, backend=settings.backend, threads=settings.inference_threads,
-                    max_batch=settings.max_batch, backend_options=options or None)
-    scorer.backend.warmup((1, settings.max_batch))  # the first micro-batch must not pay start-up costs
-    log.info("model %s on %s (image encoder %s)", scorer.model_version, scorer.backend.label, scorer.encoder_version)
+    set_fetch_max_wait(settings.fetch_max_wait_ms)
+    logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))  # no per-send debug records
+    if settings.backend == "null":  # streaming cost without inference (stream benchmark)
+        from stream.bench.null_scorer import NullScorer
+
+        scorer, cache = NullScorer.from_artifact(model_dir), None
+    else:
+        options = {}
+        if settings.backend.startswith(("tensorrt", "auto")):
+            options = {"engine_path": settings.engine_path, "rebuild": settings.engine_rebuild}
+        scorer = Scorer(model_dir, backend=settings.backend, threads=settings.inference_threads,
+                        max_batch=settings.max_batch, backend_options=options or None)
+        scorer.backend.warmup((1, settings.max_batch))  # the first micro-batch must not pay start-up costs
+        log.info("model %s on %s (image encoder %s)", scorer.model_version, scorer.backend.label,
+                 scorer.encoder_version)
+        cache = make_cache(settings, scorer.encoder_version)
     if wrap_scorer is not None:
         scorer = wrap_scorer(scorer)
         log.warning("fault injection: the scorer is wrapped by %r", scorer)
-    app = create_app(settings, scorer, image_cache=make_cache(settings, scorer.encoder_version))
+    app = create_app(settings, scorer, image_cache=cache)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
