@@ -187,6 +187,16 @@ def bootstrap_metrics(
     return out
 
 
+def paired_auroc_difference(prob_a: np.ndarray, prob_b: np.ndarray, y: np.ndarray, resamples: list[np.ndarray]
+                            ) -> Interval:
+    """AUROC(a) - AUROC(b) on the same windows, with a paired bootstrap interval (both scored
+    on every resample); an interval containing 0 means no detectable difference."""
+    a, b = np.asarray(prob_a, dtype=np.float64), np.asarray(prob_b, dtype=np.float64)
+    t = np.asarray(y).astype(int)
+    diffs = [auroc(a[idx], t[idx]) - auroc(b[idx], t[idx]) for idx in resamples]
+    return _interval(auroc(a, t) - auroc(b, t), diffs)
+
+
 # --------------------------------------------------------------------------- lead time
 def first_alert(risk: np.ndarray, threshold: float, raise_windows: int = 2) -> int | None:
     """Index of the window that raises the first alert (risk >= threshold for

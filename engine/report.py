@@ -38,6 +38,7 @@ from engine.evaluate import (
     lead_time_summary,
     lead_times,
     metric_table,
+    paired_auroc_difference,
     plot_curves,
     threshold_at_specificity,
 )
@@ -242,6 +243,12 @@ def run_report(
     unseen = evaluate(model_dir, seed=unseen_seed, n_windows=max(400, te.size), out_dir=out / "unseen-seed",
                       n_sessions=max(8, n_sessions // 2), n_boot=n_boot, bank_cache_dir=cfg.bank_cache_dir)
 
+    full_prob = results[FULL_MODEL].test_prob
+    for name, r in results.items():
+        if name != FULL_MODEL:
+            r.fit["auroc_diff_full_minus_this"] = paired_auroc_difference(full_prob, r.test_prob, y_te, resamples).to_dict()
+    np.savez_compressed(out / "test_predictions.npz", y=y_te, p=w.p[te], p_sensor=w.p_sensor[te], athlete=w.athlete[te],
+                        names=np.array(list(results)), prob=np.stack([r.test_prob for r in results.values()]))
     curves = {name: (r.test_prob, None) for name, r in results.items()}
     curves[BAYES] = (w.p[te], None)
     plots = plot_curves(curves, y_te, out, title="(test split)")
@@ -456,6 +463,30 @@ def render_readme(out_dir: str | os.PathLike[str]) -> Path:
         f"- **Full model vs Bayes**: test AUROC {m_full['auroc'].fmt()} against the Bayes AUROC {bayes['auroc'].fmt()}: "
         f"{verdict_gap}; {verdict_rank}.",
     ]
+    diffs = {name: _iv(m["fit"]["auroc_diff_full_minus_this"]) for name, m in models.items()
+             if "auroc_diff_full_minus_this" in m.get("fit", {})}
+    if diffs:
+        lines += [
+            "",
+            "Paired comparison on the same test windows (bootstrap of the AUROC difference, the same resamples; an "
+            "interval that contains 0 means no detectable difference):",
+            "",
+            "| full model AUROC minus | difference [95% interval] |",
+            "|---|---|",
+            *(f"| {name} | {d.value:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}] |" for name, d in diffs.items()),
+            "",
+        ]
+        undetected = [n for n, d in diffs.items() if n != ORACLE and d.lo <= 0.0 <= d.hi]
+        better = [n for n, d in diffs.items() if n != ORACLE and d.hi < 0.0]
+        if better:
+            lines.append("- **Detectably better than RiskNet here:** " + ", ".join(better) + ".")
+        if undetected and not beats_all:
+            lines.append("- **Ranking.** The full model is not above every baseline on this split; the differences to "
+                         + ", ".join(undetected) + " are within the paired bootstrap noise (intervals contain 0), so on "
+                         "these data they are not distinguishable from RiskNet.")
+        elif undetected:
+            lines.append("- **Ranking.** The full model's AUROC is the highest, but its advantage over "
+                         + ", ".join(undetected) + " is within the paired bootstrap noise (intervals contain 0).")
     if gap > 0.03:
         s_only = sens_only["auroc"].value if sens_only else float("nan")
         lines.append(
@@ -530,8 +561,9 @@ def render_readme(out_dir: str | os.PathLike[str]) -> Path:
         f"jitter {cfg['jitter']}, channel dropout {cfg['channel_dropout']}, a fresh bank image per training example, "
         "temperature scaling on validation. See docs/model.md.",
         "",
-        "Files: `results.json` (every number above), `model/` (the full model artifact: `meta.json` holds its "
-        "training summary), `unseen-seed/` (its evaluation on the unseen cohort).",
+        "Files: `results.json` (every number above), `test_predictions.npz` (every model's test probabilities, the "
+        "labels and the true probability), `model/` (the full model artifact: `meta.json` holds its training "
+        "summary), `unseen-seed/` (its evaluation on the unseen cohort).",
         "",
     ]
     readme = out / "README.md"

@@ -21,6 +21,7 @@ from engine.evaluate import (
     lead_time_summary,
     lead_times,
     metric_table,
+    paired_auroc_difference,
     plot_curves,
     pr_curve_points,
     roc_curve_points,
@@ -107,6 +108,17 @@ def test_bootstrap_intervals_contain_the_estimate_and_cover_the_truth(scored) ->
     truth = classification_metrics(big, (rng.random(big.size) < big).astype(int))["auroc"]
     assert m["auroc"].contains(truth)
     assert 0.01 < m["auroc"].hi - m["auroc"].lo < 0.1
+
+
+def test_paired_difference(scored) -> None:
+    p, y, groups = scored
+    rs = cluster_resamples(groups, 200, seed=1)
+    same = paired_auroc_difference(p, p, y, rs)
+    assert same.value == same.lo == same.hi == 0.0
+    noisy = np.clip(p + np.random.default_rng(2).normal(0, 0.3, p.size), 0, 1)
+    d = paired_auroc_difference(p, noisy, y, rs)
+    assert d.value > 0 and d.lo > 0  # the noisier score is detectably worse
+    assert d.value == pytest.approx(classification_metrics(p, y)["auroc"] - classification_metrics(noisy, y)["auroc"])
 
 
 def test_interval_formatting() -> None:

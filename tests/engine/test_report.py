@@ -29,6 +29,12 @@ def test_quick_report_writes_tables_plots_and_the_unseen_seed_check(tmp_path: Pa
     assert res["unseen_seed"]["seed"] == 1002 and isinstance(res["unseen_seed"]["within_reported_interval"], bool)
     assert res["models"]["Logistic regression, workload"]["fit"]["coefficients"]
     assert res["data"]["splits"]["test"]["windows"] > 0
+    assert "auroc_diff_full_minus_this" in res["models"]["Ablation: no attention"]["fit"]
+    import numpy as np
+
+    z = np.load(tmp_path / "rep" / "test_predictions.npz")
+    assert list(z["names"]) == list(r.results) and z["prob"].shape == (len(r.results), z["y"].size)
+    assert "Paired comparison" in text
     # the README is a pure function of results.json: re-rendering gives the same text
     (tmp_path / "rep" / "README.md").unlink()
     assert main(["--out", str(tmp_path / "rep"), "--rerender"]) == 0
