@@ -14,7 +14,6 @@ import asyncio
 import base64
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +81,7 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
     executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
     partition_of: dict[str, int] = {}
     newest_offset: dict[int, int] = {}  # frames partition -> highest offset ever read (never reset)
-    status = {"assigned": False, "exit_code": 0}
+    status = {"assigned": False, "resetting": False}
     stall = {"since": None, "until": -float("inf")}  # the agent waiting on a full inference queue (monotonic)
 
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
@@ -217,17 +216,41 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
                 continue
             last = read.get(tp)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - (last + 1 if last is not None else 0)))
+
+    @app.timer(interval=1.0)
+    async def watch_broker() -> None:
+        """A partition's end never moves back: if it does, the broker lost its log (the embedded
+        Tansu restarted without storage, or the topic was deleted and re-created). Faust would go
+        on committing offsets of the old log, which can land inside the new one and skip it. So:
+        commit the start of the new log for every frames partition we hold (replays are dropped
+        by the last scored window kept in Redis), then exit at once, without the shutdown commit,
+        with code 75; the supervisor restarts the worker on the new log (docs/reliability.md)."""
+        if status["resetting"]:
+            return
+        consumer = app.consumer
+        mine = [tp for tp in consumer.assignment() if tp.topic == topics.FRAMES]
+        lost = []
+        for tp in mine:
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:
+                continue
             seen = newest_offset.get(tp.partition)
-            if seen is not None and hw <= seen and not status["exit_code"]:
-                # A partition's end never moves back: the broker lost its log (an embedded broker
-                # restarted without storage, or the topic was deleted and re-created). Faust would
-                # keep committing the old offsets forever, so stop and let the supervisor restart
-                # the worker: it re-creates the topics and starts on the new log (docs/reliability.md).
-                log.error("broker lost its data: %s/%d ends at offset %d but offset %d was already read; "
-                          "exiting with code %d so the worker restarts on the new log",
-                          tp.topic, tp.partition, hw, seen, EXIT_BROKER_RESET)
-                status["exit_code"] = EXIT_BROKER_RESET
-                os.kill(os.getpid(), signal.SIGTERM)
+            if hw is not None and seen is not None and hw <= seen:
+                lost.append(f"{tp.partition}: end {hw} <= read {seen}")
+        if not lost:
+            return
+        status["resetting"] = True
+        log.error("broker lost its data (%s); committing offset 0 of %d partitions and exiting with code %d "
+                  "so the worker restarts on the new log", "; ".join(lost), len(mine), EXIT_BROKER_RESET)
+        try:
+            # Faust's thread-safe commit of explicit offsets (a member commit, current generation)
+            await asyncio.wait_for(consumer._commit({tp: 0 for tp in mine}), 10)
+        except Exception as exc:  # the restarted worker's reset_stale_offsets is the second line
+            log.error("could not commit the new log's start (%s)", exc)
+        for h in logging.getLogger().handlers:
+            h.flush()
+        os._exit(EXIT_BROKER_RESET)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:
@@ -260,7 +283,6 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         return web.json({"ready": ok, "model": scorer.model_version}, status=200 if ok else 503)
 
     app.im_metrics = metrics  # for tests and benchmarks
-    app.im_status = status  # "exit_code": set when the worker must exit non-zero (run_worker)
     return app
 
 
@@ -314,8 +336,4 @@ def run_worker(settings: WorkerSettings, *, wrap_scorer: Callable | None = None)
         log.warning("fault injection: the scorer is wrapped by %r", scorer)
     app = create_app(settings, scorer, image_cache=cache)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    try:
-        worker.execute_from_commandline()
-    finally:
-        if app.im_status["exit_code"]:
-            raise SystemExit(app.im_status["exit_code"])
+    worker.execute_from_commandline()
