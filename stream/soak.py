@@ -2,10 +2,10 @@
 
     python -m stream.soak --duration 1800 --interval 60 --out docs/soak
 
-Starts the embedded broker and Redis, one worker and the 12-athlete simulator (as the
-demo does), plus short-lived "churn" athletes (``--churn`` athletes for ``--churn-on`` s
-every ``--churn-every`` s, new ids each time) so that the expiry of silent athletes' state
-is exercised too. Every ``--interval`` s it records the resident memory of the worker, Redis
+Starts the embedded broker and Redis, one worker and the 12-athlete simulator as the demo
+does (``--encoding`` binary by default, like the demo), plus short-lived "churn" athletes
+(``--churn`` athletes for ``--churn-on`` s every ``--churn-every`` s, new ids each time) so
+that the expiry of silent athletes' state is exercised too. Every ``--interval`` s it records the resident memory of the worker, Redis
 and the broker, Redis' own ``used_memory``, the worker's consumer lag (messages, from
 ``/metrics``), the age of the newest score (seconds from a window's end to now, the worst
 athlete) and the totals, into ``soak.csv``; at the end it draws ``soak.png`` and writes
@@ -101,7 +101,8 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float) -> None:
 
 def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: int = 12,
              model_dir: Path | None = None, history_cap: int = 600, churn: int = 4, churn_on_s: float = 120.0,
-             churn_every_s: float = 240.0, command: str | None = None, plot: bool = True) -> SoakResult:
+             churn_every_s: float = 240.0, encoding: str = "binary", command: str | None = None,
+             plot: bool = True) -> SoakResult:
     """Run the soak; write ``soak.csv`` (+ ``soak.png`` and ``summary.md``) into ``out_dir``."""
     import redis
 
@@ -125,8 +126,8 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
         worker = _child(["worker"], env, logs / "worker.log")
         stack.callback(_stop, worker)
         _wait_ready(port, worker, 120)
-        sim = _child(["simulate", "--athletes", str(athletes), "--duration", str(duration_s + 30)], env,
-                     logs / "simulator.log")
+        sim = _child(["simulate", "--athletes", str(athletes), "--duration", str(duration_s + 30),
+                      "--encoding", encoding], env, logs / "simulator.log")
         stack.callback(_stop, sim)
         churners: list[tuple[subprocess.Popen, float]] = []
         main_ids = [f"ath-{i + 1:02d}" for i in range(athletes)]
@@ -145,8 +146,8 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
                         k += 1
                         cenv = {**env, "INJURY_MONITOR_ATHLETE_PREFIX": f"churn{k}",
                                 "INJURY_MONITOR_SESSION_ID": f"churn-{k}"}
-                        churners.append((_child(["simulate", "--athletes", str(churn), "--duration", str(churn_on_s)],
-                                                cenv, logs / "churn.log"), now))
+                        churners.append((_child(["simulate", "--athletes", str(churn), "--duration", str(churn_on_s),
+                                                 "--encoding", encoding], cenv, logs / "churn.log"), now))
                         next_churn += churn_every_s
                     time.sleep(min(1.0, max(0.0, tick - now)))
                 for p in (worker, sim):
@@ -184,7 +185,7 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
         result.png_path = plot_soak(result.rows, out_dir / "soak.png")
     result.summary_path = write_summary(result, out_dir / "summary.md", command=command,
                                         history_cap=history_cap, athletes=athletes, churn=churn,
-                                        churn_on_s=churn_on_s, churn_every_s=churn_every_s)
+                                        churn_on_s=churn_on_s, churn_every_s=churn_every_s, encoding=encoding)
     return result
 
 
@@ -275,13 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--churn", type=int, default=4, help="short-lived athletes per churn round (0: none)")
     p.add_argument("--churn-on", type=float, default=120.0)
     p.add_argument("--churn-every", type=float, default=240.0)
+    p.add_argument("--encoding", choices=["binary", "json"], default="binary",
+                   help="FrameBatch wire encoding of the simulators (default binary, as the demo)")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
     command = "python -m stream.soak " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
         res = run_soak(args.duration, args.interval, args.out, athletes=args.athletes, model_dir=args.model_dir,
                        history_cap=args.history_cap, churn=args.churn, churn_on_s=args.churn_on,
-                       churn_every_s=args.churn_every, command=command.strip(), plot=not args.no_plot)
+                       churn_every_s=args.churn_every, encoding=args.encoding, command=command.strip(),
+                       plot=not args.no_plot)
     except ServiceError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
