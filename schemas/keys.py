@@ -10,7 +10,7 @@
 | ``im:alerts:hist:{athlete_id}`` | stream | alert events, entry id ``{window_end_ms}-0``, field ``v`` = Alert JSON |
 | ``im:alerts:ack:{alert_id}`` | hash | ``by``, ``at`` (epoch s), ``note``: a coach's acknowledgement |
 | ``im:window:{athlete_id}`` | string | latest scored window's channel traces + attention (JSON, for the athlete view) |
-| ``im:load:{athlete_id}`` | hash | ``session_id``, ``player_load`` (PlayerLoad AU accumulated this session), ``seconds``, ``updated_at`` |
+| ``im:load:{athlete_id}`` | hash | ``session_id``, ``player_load`` (PlayerLoad AU accumulated this session), ``seconds``, ``updated_at``, ``last_end`` (newest window counted: a re-written batch is not counted twice) |
 | ``im:load:sessions:{athlete_id}`` | hash | session_id -> that session's PlayerLoad (the chronic baseline of the acute:chronic ratio) |
 | ``emb:{encoder_version}:{athlete_id}`` | hash | image embedding bytes and metadata (imaging) |
 
