@@ -131,7 +131,7 @@ def run_report(
     import torch
 
     from engine.artifact import ModelArtifact
-    from engine.baselines.efficiency import encoder_cost, measure
+    from engine.baselines.efficiency import encoder_cost
     from engine.baselines.vgg16 import VGG16Encoder
     from engine.baselines.workload import WorkloadLogReg, workload_features
     from engine.data.image_bank import synthetic_bank
@@ -195,10 +195,8 @@ def run_report(
                                     fr.temperature)
             thr = threshold_at_specificity(val_prob[w.y[va] == 0], 0.9)
             s_prob = _torch_probs(model, s_x, d.pooled, d.regions, s_img, np.full(len(sw), uses_image), fr.temperature)
-            eff = measure(model, window=cfg.model.window, n_channels=cfg.model.n_channels, img_dim=d.pooled.shape[1],
-                          threads=1, repeats=5 if quick else 30)
-        eff["train_s"] = fr.fit_s
-        eff["epochs"] = fr.epochs_run
+        eff: dict[str, float] = {"train_s": fr.fit_s, "epochs": fr.epochs_run,
+                                 "load_avg_1m_after_fit": round(os.getloadavg()[0], 2)}
         metrics = bootstrap_metrics(prob, y_te, w.athlete[te], resamples=resamples)
         lead = lead_time_summary(lead_times(s_prob, sw.athlete, sw.t_end, sessions.injury_end_s, threshold=thr),
                                  n_boot=n_boot, seed=seed)
@@ -235,7 +233,7 @@ def run_report(
     # the full model as an artifact, evaluated on a cohort of a seed it never saw
     assert full_model is not None
     full_summary["image_bank"] = bank_info
-    full_summary["n_params"] = int(results[FULL_MODEL].efficiency["params"])
+    full_summary["n_params"] = int(sum(p.numel() for p in full_model.parameters()))
     model_dir = out / "model"
     artifact = ModelArtifact.from_model(full_model, norm_mean=data.norm_mean, norm_std=data.norm_std, hop=cfg.hop,
                                         hz=cfg.hz, encoder_version=bank.encoder_version, training=full_summary)
@@ -243,6 +241,9 @@ def run_report(
     unseen = evaluate(model_dir, seed=unseen_seed, n_windows=max(400, te.size), out_dir=out / "unseen-seed",
                       n_sessions=max(8, n_sessions // 2), n_boot=n_boot, bank_cache_dir=cfg.bank_cache_dir)
 
+    # efficiency of every architecture back to back, so the timings share the machine's conditions
+    for name, e in measure_efficiency(cfg, list(results), repeats=5 if quick else 30).items():
+        results[name].efficiency.update(e)
     full_prob = results[FULL_MODEL].test_prob
     for name, r in results.items():
         if name != FULL_MODEL:
@@ -257,6 +258,45 @@ def run_report(
                     bayes_lead=bayes_lead, bank_info=bank_info, vgg_info=vgg_info, enc_costs=enc_costs, unseen=unseen,
                     plots=plots, sessions=sessions, seconds=seconds, quick=quick, command=command)
     return ReportResult(out_dir=out, results=results, bayes=bayes, unseen=unseen, seconds=seconds, readme=readme)
+
+
+def measure_efficiency(cfg: TrainConfig, names: Sequence[str], *, repeats: int = 30) -> dict[str, dict[str, float]]:
+    """Parameters, FLOPs and CPU time per window of the named report rows, measured one after
+    the other on fresh instances (timings and FLOPs depend on the architecture, not the
+    weights); the workload row keeps the numbers measured with its fit."""
+    import torch
+
+    from engine.baselines.efficiency import measure
+    from engine.baselines.vgg16 import VGG16_POOLED_DIM
+
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        spec = MODELS[0] if name == ORACLE else next((m for m in MODELS if m.name == name), None)
+        if spec is None or spec.kind != "torch" or spec.build is None:
+            continue
+        torch.manual_seed(0)
+        model = spec.build(cfg.model)
+        img_dim = VGG16_POOLED_DIM if spec.image_encoder == "vgg16" else cfg.model.img_dim
+        out[name] = measure(model, window=cfg.model.window, n_channels=cfg.model.n_channels, img_dim=img_dim,
+                            threads=1, repeats=repeats)
+    return out
+
+
+def remeasure_efficiency(out_dir: str | os.PathLike[str], *, repeats: int = 30) -> Path:
+    """Re-measure the efficiency columns of a written report (``results.json``) back to back
+    and re-render its README; training times and epochs are kept."""
+    out = Path(out_dir)
+    path = out / "results.json"
+    r = json.loads(path.read_text(encoding="utf-8"))
+    cfg_d = dict(r["config"])
+    from engine.model_config import ModelConfig
+
+    cfg = TrainConfig(**{**cfg_d, "model": ModelConfig.from_dict(cfg_d["model"])})
+    for name, e in measure_efficiency(cfg, list(r["models"]), repeats=repeats).items():
+        r["models"][name]["efficiency"].update(e)
+    r["efficiency_remeasured"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    path.write_text(json.dumps(r, indent=2, default=float), encoding="utf-8")
+    return render_readme(out)
 
 
 def _workload_result(spec: ModelSpec, data: TrainingData, sessions: Any, resamples: list[np.ndarray], *, n_boot: int,
@@ -492,8 +532,9 @@ def render_readme(out_dir: str | os.PathLike[str]) -> Path:
         lines.append(
             "- **Why the gap.** The Bayes AUROC scores every window with its exact probability, which depends on the "
             "athlete's traits, the lesion and the fatigue at that moment. A model sees one 2 s window (about three "
-            "noisy strides) and one image embedding, and learns from labels that are Bernoulli draws: "
-            f"{train_split['windows']} training windows with {train_split['positives']} positives. The lesion is "
+            "noisy strides) and one image embedding, and learns from Bernoulli labels "
+            f"({train_split['windows']} training windows, {train_split['positives']} positives) in a fixed CPU "
+            "budget; the diagnostic row below separates the label noise from the rest. The lesion is "
             f"worth {bayes_auc - bayes_sensor['auroc'].value:+.3f} of Bayes AUROC on this split (sensor-only Bayes "
             f"{bayes_sensor['auroc'].value:.3f}); the model gains {m_full['auroc'].value - s_only:+.3f} over the "
             f"sensors-only ablation ({s_only:.3f}), because the embeddings hardly show the lesion (below). "
@@ -503,9 +544,15 @@ def render_readme(out_dir: str | os.PathLike[str]) -> Path:
         lines.append(
             f"- **Diagnostic row** ({ORACLE}): the same network, data and time budget, with the labels replaced by "
             f"the true probability as soft BCE targets, reaches {o.fmt()} (gap {bayes_auc - o.value:.3f}). It is not "
-            "a deployable model (real data has no such targets) and is left out of the comparison; it shows how much "
-            "of the gap comes from learning through label noise within the CPU budget rather than from what one "
-            "window and one embedding can reveal.")
+            "a deployable model (real data has no such targets) and is left out of the comparison. "
+            + ("Even with noiseless targets most of the gap remains, so it is not the label noise: it is what this "
+               "network extracts from one 2 s window within the CPU budget (about "
+               f"{int(models[ORACLE]['efficiency']['epochs'])} epochs in {cfg['time_budget_s']:.0f} s on one thread "
+               "of a shared machine); the ceiling itself assumes the exact traits and fatigue, which a single window "
+               "shows only through stride-to-stride noise."
+               if bayes_auc - o.value > 0.6 * gap else
+               "Most of the gap closes with noiseless targets, so it comes from learning through Bernoulli label "
+               "noise with a finite training set, not from what one window can reveal."))
     lines += [
         f"- **Image embeddings.** A logistic-regression probe on the bank's standardised ResNet50 features tells "
         f"lesion from normal with AUROC {probe} on {bank_info.get('n_heldout')} held-out images (VGG16: "
@@ -515,9 +562,9 @@ def render_readme(out_dir: str | os.PathLike[str]) -> Path:
         + ("A seeded random ResNet50 maps every radiograph to almost the same vector and the rendered lesions are "
            "subtle, so this embedding carries little or no usable lesion signal. What was tried: per-dimension "
            "standardisation of the embeddings (in the model), batch-norm statistics re-estimated on the "
-           "radiographs, and fine-tuning `layer4` on the bank (`engine/finetune.py`, `--finetune-last-stage`); none "
+           "radiographs, and fine-tuning `layer4` on the bank (`engine/finetune.py`, `injury-monitor train --finetune`); none "
            "generalised to held-out images from this init (docs/model.md). With a local ImageNet / RadImageNet "
-           "checkpoint (`--encoder-checkpoint`) the same pipeline uses real features."
+           "checkpoint (`injury-monitor train --checkpoint FILE`) the same pipeline uses real features."
            if not isinstance(probe, (int, float)) or not probe >= 0.65 else
            "The embeddings do separate lesion from normal, so the image path carries the lesion into the risk."),
         f"- **Unseen seed.** The saved full model (`model/`) scored on a fresh cohort generated with seed "
@@ -540,10 +587,14 @@ def render_readme(out_dir: str | os.PathLike[str]) -> Path:
         "",
         "## Efficiency",
         "",
-        "Measured on this CPU with 1 torch thread (median of repeated forward passes after warm-up; FLOPs counted by "
+        "Measured on this CPU with 1 torch thread, all models back to back after training (median of repeated "
+        "forward passes after warm-up; FLOPs counted by "
         "`torch.utils.flop_counter` plus an analytic count for LSTM layers, 2 FLOPs per multiply-add; the workload "
         "model's FLOPs are counted by hand). Per window the models read cached image embeddings; the image encoder "
-        "runs once per study at ingest (second table). Training time: the fit on the same data and the same "
+        "runs once per study at ingest (second table)"
+        + (f"; timings re-measured back to back on {r['efficiency_remeasured']} (`--remeasure-efficiency`)"
+           if r.get("efficiency_remeasured") else "")
+        + ". Training time: the fit on the same data and the same "
         "wall-clock budget, on a machine shared with other jobs (so epochs differ with the load).",
         "",
         *eff_lines,
@@ -588,9 +639,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny data and models (a smoke run)")
     p.add_argument("--rerender", action="store_true", help="only rewrite README.md from the folder's results.json")
+    p.add_argument("--remeasure-efficiency", action="store_true",
+                   help="re-measure the efficiency columns of the folder's results.json back to back, then --rerender")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.remeasure_efficiency:
+        print(f"report: {remeasure_efficiency(args.out)}")
+        return 0
     if args.rerender:
         print(f"report: {render_readme(args.out)}")
         return 0

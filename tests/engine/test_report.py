@@ -39,6 +39,13 @@ def test_quick_report_writes_tables_plots_and_the_unseen_seed_check(tmp_path: Pa
     (tmp_path / "rep" / "README.md").unlink()
     assert main(["--out", str(tmp_path / "rep"), "--rerender"]) == 0
     assert (tmp_path / "rep" / "README.md").read_text() == text
+    # efficiency re-measured back to back: the same architecture gets the same FLOPs, the note appears
+    before = res["models"][FULL_MODEL]["efficiency"]
+    assert main(["--out", str(tmp_path / "rep"), "--remeasure-efficiency"]) == 0
+    after = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert after["models"][FULL_MODEL]["efficiency"]["flops"] == before["flops"]
+    assert after["models"][FULL_MODEL]["efficiency"]["train_s"] == before["train_s"]
+    assert "re-measured back to back" in (tmp_path / "rep" / "README.md").read_text()
 
 
 def test_main_parses_arguments(tmp_path: Path, monkeypatch) -> None:
