@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.artifact import ModelArtifact
-from engine.data.image_bank import DEFAULT_CACHE_DIR, PARTS, ImageBank, lesion_probe_auroc
+from engine.data.image_bank import DEFAULT_CACHE_DIR, PARTS, STAND_IN, ImageBank, lesion_probe_auroc, stand_in_bank
 from engine.data.synthetic import SyntheticWindows, auroc, window_dataset
 from engine.evaluate import (
     METRICS,
@@ -103,7 +103,7 @@ class TrainConfig:
     encoder_checkpoint: str | None = None  # local ResNet50 weights (ImageNet / RadImageNet style); never downloaded
     finetune_last_stage: bool = False    # fine-tune layer4 on the bank's training images (writes encoder.pt)
     finetune_epochs: int = 8
-    data: str | None = None              # a real image data set spec (engine.data.loaders.open_dataset)
+    data: str | None = None              # a real image data set spec (engine.data.loaders.open_dataset), or "stand-in"
     data_max_images: int = 1500
     n_boot: int = 1000                   # bootstrap resamples of the test intervals
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -272,11 +272,16 @@ def build_bank(cfg: TrainConfig, *, out_dir: Path | None = None, seed: int = 0, 
     from engine.imaging.encoder import ResNet50Encoder
 
     t0 = time.perf_counter()
+    if cfg.data == STAND_IN:
+        bank = stand_in_bank(cfg.bank_images, seed=seed)
+        info: dict[str, Any] = dict(source=bank.source, encoder_version=bank.encoder_version, images=len(bank),
+                                    counts=bank.counts(), build_s=0.0, **lesion_probe_auroc(bank))
+        return bank, info
     checkpoint = Path(cfg.encoder_checkpoint) if cfg.encoder_checkpoint else None
     cache = cfg.bank_cache_dir
     with torch_threads(cfg.encode_threads):
         encoder = ResNet50Encoder(checkpoint)
-        info: dict[str, Any] = {"base_encoder": encoder.version}
+        info = {"base_encoder": encoder.version}
         if cfg.finetune_last_stage:
             from engine.finetune import finetune_last_stage
 

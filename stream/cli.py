@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="most epochs (early stopping on validation AUROC)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=["full", "demo", "tiny"], help="training size (default full, < 10 min)")
-    p.add_argument("--data", help="real image data set: mura:PATH, mrnet:PATH, fastmri:PATH?labels=CSV, dicom:PATH")
+    p.add_argument("--data", help="real image data set: mura:PATH, mrnet:PATH, fastmri:PATH?labels=CSV, dicom:PATH; "
+                   "or stand-in (stand-in embeddings that show the lesion, no images)")
     p.add_argument("--checkpoint", help="local ResNet50 weights (ImageNet/RadImageNet style); never downloaded")
     p.add_argument("--finetune", action="store_true", help="fine-tune ResNet50's last stage (saves encoder.pt)")
     p.add_argument("--time-budget", dest="time_budget", type=float, help="seconds for the epoch loop (0: none)")

@@ -45,7 +45,8 @@ def _uid_key(settings: ImagingSettings) -> bytes | None:
     return settings.uid_key_file.read_bytes().strip() if settings.uid_key_file else None
 
 
-async def _publish(settings: ImagingSettings, events) -> None:
+async def publish_events(settings: ImagingSettings, events) -> None:
+    """Send StudyEvents (or IngestRequests) to imaging.studies with a short-lived producer."""
     from engine.imaging.events import publish
 
     if not events:
@@ -65,7 +66,7 @@ def embed(settings: ImagingSettings, athlete_id: str, paths: list[Path], *, publ
     report = ingest_paths(paths, athlete_id, store=_store(settings), encoder=_encoder(settings),
                           uid_key=_uid_key(settings))
     if publish:
-        asyncio.run(_publish(settings, report.events))
+        asyncio.run(publish_events(settings, report.events))
     return report
 
 
@@ -100,6 +101,6 @@ async def listen(settings: ImagingSettings, stop: asyncio.Event | None = None) -
                         uid_key=_uid_key(settings)))
                     for line in report.lines():
                         log.info("%s", line)
-                    await _publish(settings, report.events)
+                    await publish_events(settings, report.events)
     finally:
         await consumer.stop()

@@ -257,6 +257,24 @@ def _assemble(entries: Sequence[tuple[np.ndarray, np.ndarray, bool, int]], encod
     )
 
 
+STAND_IN = "stand-in"  # ``--data stand-in``: the stand-in image features below instead of images
+
+
+def stand_in_bank(n: int, *, seed: int = 0) -> ImageBank:
+    """A bank of ``n`` stand-in embeddings (:func:`engine.data.synthetic.synthetic_image_features`,
+    encoder ``synthetic-image-v1``): no images, and a lesion that is plainly visible in feature
+    space (odd indices, parts as in the radiograph bank). It exercises everything after the
+    encoder, including the live join, with an "encoder" that sees the lesion, which the seeded
+    random-init ResNet50 does not (docs/imaging.md, "Lesion-specific risk")."""
+    from engine.data.synthetic import SYNTHETIC_ENCODER_VERSION, synthetic_image_features
+
+    lesion = np.arange(n) % 2 == 1
+    pooled, regions = synthetic_image_features(lesion, seed=seed)
+    part = np.array([PARTS.index(part_of(i)) for i in range(n)], dtype=np.int8)
+    return ImageBank(pooled=pooled, regions=regions, lesion=lesion, part=part,
+                     encoder_version=SYNTHETIC_ENCODER_VERSION, source=f"{STAND_IN}:{SYNTHETIC_ENCODER_VERSION}")
+
+
 def _default_encoder() -> Encoder:
     from engine.imaging.encoder import ResNet50Encoder
 
