@@ -58,28 +58,29 @@ def top_regions(weights: np.ndarray | None, k: int = TOP_K) -> list[RegionPoint]
 
 
 G = 9.80665
-_ACC = [[CHANNEL_INDEX[f"{seg}_acc_{a}"] for a in "xyz"] for seg in ("thigh_l", "thigh_r", "shank_l", "shank_r")]
+_ACC = np.array([[CHANNEL_INDEX[f"{seg}_acc_{a}"] for a in "xyz"]
+                 for seg in ("thigh_l", "thigh_r", "shank_l", "shank_r")]).ravel()  # 4 IMUs x (x, y, z)
+_TRACE_COLS = np.array([CHANNEL_INDEX[name] for name in TRACE_CHANNELS])
 
 
 def player_load(window: Window, hop: int) -> float:
     """PlayerLoad (AU) of the window's newest ``hop`` frames: sum of sqrt(dax^2 + day^2 + daz^2) / 100
     with accelerations in g, averaged over the IMUs present (Catapult's definition at 100 Hz)."""
-    tail = window.data[-(hop + 1):].astype(np.float64) / G
-    loads = [np.sqrt((np.diff(tail[:, cols], axis=0) ** 2).sum(axis=1)).sum() / 100.0
-             for cols in _ACC if not np.isnan(tail[:, cols]).any()]
-    return float(np.mean(loads)) if loads else 0.0
+    tail = window.data[-(hop + 1):, _ACC].astype(np.float64) / G                # (hop + 1, 12)
+    steps = np.diff(tail, axis=0) ** 2
+    per_imu = np.sqrt(steps.reshape(len(steps), 4, 3).sum(axis=2)).sum(axis=0) / 100.0  # (4,)
+    present = ~np.isnan(tail.reshape(len(tail), 4, 3)).any(axis=(0, 2))
+    return float(per_imu[present].mean()) if present.any() else 0.0
 
 
 def traces_of(window: Window, attn: np.ndarray, step_s: float) -> dict:
     """Decimated channel traces of a window plus attention resampled onto the same time axis."""
-    data = window.data[::TRACE_DECIMATE]
+    data = window.data[::TRACE_DECIMATE, _TRACE_COLS].astype(np.float64)       # (T / 2, channels)
     t = np.arange(len(data)) * TRACE_DECIMATE / window.hz
-    attn_t = np.arange(len(attn)) * step_s
-    attention = np.interp(t, attn_t, attn)
-    chans = {}
-    for name in TRACE_CHANNELS:
-        col = data[:, CHANNEL_INDEX[name]]
-        chans[name] = None if np.isnan(col).all() else np.round(col.astype(np.float64), 3).tolist()
+    attention = np.interp(t, np.arange(len(attn)) * step_s, attn)
+    columns = np.round(data, 3).T.tolist()
+    empty = np.isnan(data).all(axis=0)
+    chans = {name: None if empty[j] else columns[j] for j, name in enumerate(TRACE_CHANNELS)}
     return {"window_start": window.start, "window_end": window.end, "t": np.round(t, 3).tolist(),
             "channels": chans, "attention": np.round(attention, 5).tolist()}
 

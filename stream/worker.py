@@ -88,18 +88,19 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
            "partitions": settings.partitions}
     frames_topic = app.topic(topics.FRAMES, **raw)
     dlq_topic = app.topic(topics.FRAMES_DLQ, **raw)
-    risk_topic = app.topic(topics.RISK, **raw)
-    alerts_topic = app.topic(topics.ALERTS, **raw)
 
     redis_password = settings.redis_password.get_secret_value() if settings.redis_password else None
     sink = RedisSink(connect(settings.redis_url, redis_password), history_cap=settings.history_cap)
     metrics.registry.register(_SinkCollector(sink))
 
     async def publish(scores: list[RiskScore], alerts: list[Alert]) -> None:
+        # straight to the producer: Faust's topic.send wraps each record in a FutureMessage with
+        # callbacks on the event loop; the records on the topics are the same
+        send = app.producer.send
         for s in scores:
-            await risk_topic.send(key=s.athlete_id.encode(), value=dumps(s))
+            await send(topics.RISK, s.athlete_id.encode(), dumps(s), None, None, None)
         for a in alerts:
-            await alerts_topic.send(key=a.athlete_id.encode(), value=dumps(a))
+            await send(topics.ALERTS, a.athlete_id.encode(), dumps(a), None, None, None)
 
     pipeline = ScoringPipeline(
         scorer=scorer, sink=sink, publish=publish,
