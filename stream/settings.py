@@ -52,7 +52,7 @@ class WorkerSettings(ServiceSettings):
     max_clock_skew_s: float = Field(300.0, gt=0, description="Max t0 in the future")
     max_age_s: float = Field(7 * 86400.0, gt=0, description="Max age of t0 in the past")
     max_batch: int = Field(64, ge=1, description="Micro-batch: most windows per inference call")
-    max_wait_ms: float = Field(20.0, ge=0, description="Micro-batch: longest wait to fill a batch")
+    max_wait_ms: float = Field(5.0, ge=0, description="Micro-batch: longest wait to fill a batch")
     backend: str = Field("onnxruntime", description="onnxruntime | torch | torch-cuda | torch-cuda-fp16 | "
                                                     "tensorrt | tensorrt-fp16 | tensorrt-fp32 | auto")
     engine_path: Path | None = Field(None, description="TensorRT engine (default <model_dir>/engines/model-fp16.engine)")
