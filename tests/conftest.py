@@ -84,6 +84,17 @@ class WorkerProc:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
+    def metrics(self) -> dict[str, float]:
+        """Every series of the worker's /metrics, by name with labels."""
+        status, body = self.get("/metrics")
+        assert status == 200, status
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -35,7 +35,7 @@ from tests.stream.kafka_tools import produce, read_topic
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
-__all__ = ["Feeder", "PasswordRedis", "PersistentRedis", "Supervisor", "WorkerProc", "frames_of", "history_ends", "metric", "produce", "read_topic", "scrape",
+__all__ = ["Feeder", "PasswordRedis", "PersistentRedis", "Supervisor", "WorkerProc", "frames_of", "history_ends", "metric", "produce", "read_topic",
            "spawn_worker", "valid_batch", "wait_for"]
 
 
@@ -72,21 +72,10 @@ def kill(w: WorkerProc) -> None:
     w.stop(signal.SIGKILL)
 
 
-def scrape(worker: WorkerProc) -> dict[str, float]:
-    status, body = worker.get("/metrics")
-    assert status == 200, status
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def metric(worker: WorkerProc, name: str, **labels: str) -> float:
     """One series of the worker's /metrics (0 when absent)."""
     key = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
-    return scrape(worker).get(key, 0.0)
+    return worker.metrics().get(key, 0.0)
 
 
 def log_count(worker: WorkerProc, pattern: str) -> int:

@@ -27,7 +27,7 @@ from schemas import keys, topics
 from schemas.channels import N_CHANNELS
 from schemas.codec import BINARY_MAGIC, MAX_MESSAGE_BYTES, encode_frames
 
-from .harness import PasswordRedis, frames_of, history_ends, read_topic, scrape, valid_batch, wait_for
+from .harness import PasswordRedis, frames_of, history_ends, read_topic, valid_batch, wait_for
 
 pytestmark = pytest.mark.integration
 HZ = 100.0
@@ -206,7 +206,7 @@ def catalogue(mod_broker, secured_redis, mod_r, mod_workers):
             sent.append(Sent(case, msg.partition(), msg.offset()))
         return cb
 
-    m0 = scrape(worker)
+    m0 = worker.metrics()
     for c in cases:
         p.produce(topics.FRAMES, key=c.key, value=c.value, on_delivery=report(c))
     assert p.flush(20) == 0 and len(sent) == len(cases)
@@ -216,7 +216,7 @@ def catalogue(mod_broker, secured_redis, mod_r, mod_workers):
                    60, f"{want} records on the DLQ")
     by_source = {(d["partition"], d["offset"]): d for d in dlq}
     return {"worker": worker, "sent": {s.case.name: s for s in sent}, "dlq": by_source, "m0": m0,
-            "m1": scrape(worker), "cases": cases, "base": base}
+            "m1": worker.metrics(), "cases": cases, "base": base}
 
 
 ALL_CASES = single_message_cases() + sequence_cases(0.0)[1]
@@ -260,16 +260,21 @@ def test_out_of_order_within_grace_is_accepted_and_reordered(catalogue, mod_r):
     assert np.allclose(ra, rb, atol=1e-5)
 
 
+def assert_scored_now(broker, r, athlete: str, what: str) -> None:
+    """Send 4 s of valid frames for ``athlete`` ending now and wait for its first score."""
+    base = math.floor(time.time()) - 4.0
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    for i in range(40):
+        p.produce(topics.FRAMES, key=athlete.encode(), value=valid_batch(athlete, i, base + i / 10))
+    assert p.flush(10) == 0
+    wait_for(lambda: len(history_ends(r, athlete)) >= 1, 30, what)
+
+
 def test_worker_keeps_scoring_after_the_catalogue(catalogue, mod_broker, mod_r):
     worker = catalogue["worker"]
     assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
     assert wait_for(lambda: len(history_ends(mod_r, "cat-bin")) >= 3, 30, "the binary athlete's scores")
-    base = math.floor(time.time()) - 4.0
-    p = Producer({"bootstrap.servers": mod_broker.bootstrap, "linger.ms": 5})
-    for i in range(40):
-        p.produce(topics.FRAMES, key=b"cat-after", value=valid_batch("cat-after", i, base + i / 10))
-    assert p.flush(10) == 0
-    wait_for(lambda: len(history_ends(mod_r, "cat-after")) >= 1, 30, "a score after the bad inputs")
+    assert_scored_now(mod_broker, mod_r, "cat-after", "a score after the bad inputs")
     assert worker.proc.poll() is None
 
 
@@ -305,12 +310,7 @@ def test_flooding_one_athlete_keeps_memory_bounded(catalogue, mod_broker, mod_r)
     assert hist >= 3500, f"the flood was not scored ({hist} entries)"
     assert mod_r.xlen(keys.risk_history("cat-flood")) <= 3600 + 200  # history_cap (approximate trim)
     assert growth_mb < 150, f"worker memory grew by {growth_mb:.0f} MB during the flood"
-    base = math.floor(time.time()) - 4.0
-    p2 = Producer({"bootstrap.servers": mod_broker.bootstrap, "linger.ms": 5})
-    for i in range(40):
-        p2.produce(topics.FRAMES, key=b"cat-neighbour", value=valid_batch("cat-neighbour", i, base + i / 10))
-    assert p2.flush(10) == 0
-    wait_for(lambda: len(history_ends(mod_r, "cat-neighbour")) >= 1, 30, "another athlete scored after the flood")
+    assert_scored_now(mod_broker, mod_r, "cat-neighbour", "another athlete scored after the flood")
     assert worker.proc.poll() is None
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from schemas import keys
 
-from .harness import Feeder, history_ends, log_count, metric, scrape, wait_for
+from .harness import Feeder, history_ends, log_count, metric, wait_for
 
 pytestmark = pytest.mark.integration
 SLOW_S = 11.0  # > the 10 s session timeout
@@ -25,7 +25,7 @@ def score_age(r, athletes) -> float:
 
 
 def lag(worker) -> float:
-    return sum(v for k, v in scrape(worker).items() if k.startswith("injury_consumer_lag{"))
+    return sum(v for k, v in worker.metrics().items() if k.startswith("injury_consumer_lag{"))
 
 
 def test_slow_batches_cause_no_rebalance_and_the_lag_recovers(tmp_path, mod_broker, mod_redis, mod_r, mod_workers):

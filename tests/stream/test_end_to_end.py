@@ -61,17 +61,6 @@ def third_party_messages(athlete: str, seconds: float) -> list[tuple[bytes, byte
     return out
 
 
-def scrape(worker) -> dict[str, float]:
-    status, body = worker.get("/metrics")
-    assert status == 200
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def test_simulated_squad_is_scored_bad_input_goes_to_dlq_and_replays_are_idempotent(
     broker, redis_server, start_worker
 ):
@@ -88,7 +77,7 @@ def test_simulated_squad_is_scored_bad_input_goes_to_dlq_and_replays_are_idempot
         score = json.loads(raw)
         assert 0.0 <= score["risk"] <= 1.0 and score["modalities"] == ["sensor"]
 
-    m1 = scrape(worker)
+    m1 = worker.metrics()
 
     # bad messages, and an outside producer, while the stream runs
     good = third_party_messages("ext-01", 4.0)
@@ -110,7 +99,7 @@ def test_simulated_squad_is_scored_bad_input_goes_to_dlq_and_replays_are_idempot
     assert {"not_json", "missing_field", "channel_count"} <= reasons, reasons
     assert all(d["topic"] == topics.FRAMES and d["offset"] >= 0 for d in dlq)
 
-    m2 = scrape(worker)  # the operator's key series move while the stream runs
+    m2 = worker.metrics()  # the operator's key series move while the stream runs
     for series in ("injury_messages_total", "injury_frames_total", "injury_windows_scored_total",
                    "injury_inference_seconds_count", "injury_batch_size_count", "injury_end_to_score_seconds_count"):
         assert m2[series] > m1[series], series
