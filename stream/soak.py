@@ -43,6 +43,7 @@ class SoakResult:
     csv_path: Path | None = None
     png_path: Path | None = None
     summary_path: Path | None = None
+    settled: dict = field(default_factory=dict)  # totals once the load stopped and the worker went quiet
 
 
 def _child(args: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -97,6 +98,27 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float) -> None:
             pass
         time.sleep(0.5)
     raise ServiceError(f"the worker was not ready after {timeout:.0f} s")
+
+
+def _history_entries(r, keys) -> int:
+    return sum(r.xlen(keys.risk_history(a.decode())) for a in r.zrange(keys.ATHLETES, 0, -1))
+
+
+def _settle(port: int, r, keys, *, timeout: float = 30.0, quiet_s: float = 3.0) -> dict:
+    """After the load stops: wait until the worker has scored nothing new for ``quiet_s`` with an empty
+    Redis backlog, then read the totals. (A sample taken under load reads ``/metrics`` and Redis at two
+    moments, so they can differ by the windows scored in between.)"""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while (now := time.monotonic()) < deadline:
+        m = _scrape(port)
+        scored = m.get("injury_windows_scored_total", 0)
+        if scored != last or m.get("injury_redis_backlog", 0):
+            last, since = scored, now
+        elif now - since >= quiet_s:
+            break
+        time.sleep(0.5)
+    return {"windows_scored": last, "history_entries": _history_entries(r, keys)}
 
 
 def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: int = 12,
@@ -171,7 +193,7 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
                     "windows_scored": m.get("injury_windows_scored_total", 0),
                     "rejected": sum(v for n, v in m.items() if n.startswith("injury_rejected_total{")),
                     "redis_backlog": m.get("injury_redis_backlog", 0),
-                    "history_entries": sum(r.xlen(keys.risk_history(a.decode())) for a in r.zrange(keys.ATHLETES, 0, -1)),
+                    "history_entries": _history_entries(r, keys),
                     "athletes_in_redis": r.zcard(keys.ATHLETES),
                     "churn_athletes_live": churn * len(churners),
                 }
@@ -179,8 +201,9 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
                 fh.flush()
                 result.rows.append(row)
                 print(" ".join(f"{c}={row[c]}" for c in COLUMNS), flush=True)
-        for p, _ in churners:
+        for p in (sim, *(p for p, _ in churners)):
             _stop(p)
+        result.settled = _settle(port, r, keys)
     if plot:
         result.png_path = plot_soak(result.rows, out_dir / "soak.png")
     result.summary_path = write_summary(result, out_dir / "summary.md", command=command,
@@ -260,7 +283,12 @@ def write_summary(result: SoakResult, path: Path, *, command: str | None, **para
         if not vals:
             continue
         lines.append(f"| {col} | {vals[0]:g} | {vals[-1]:g} | {max(vals):g} | {_slope_per_min(rows, col):+.2f} |")
-    lines += ["", f"Windows scored: {rows[-1]['windows_scored']:g}; rejected: {rows[-1]['rejected']:g}.", ""]
+    lines += ["", f"Windows scored: {rows[-1]['windows_scored']:g}; rejected: {rows[-1]['rejected']:g}."]
+    if result.settled:
+        lines.append(f"After the load stopped and the worker went quiet: {result.settled['windows_scored']:g} windows "
+                     f"scored, {result.settled['history_entries']:g} history entries in Redis (capped at "
+                     f"{params.get('history_cap', '?')} per athlete).")
+    lines.append("")
     path.write_text("\n".join(lines))
     return path
 

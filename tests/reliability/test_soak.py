@@ -21,10 +21,12 @@ def test_short_soak_records_memory_and_lag(tmp_path, model_dir):
     scored = [float(r["windows_scored"]) for r in rows]
     assert all(b > a for a, b in zip(scored[1:], scored[2:])), scored  # scoring all along
     assert all(float(r["rejected"]) == 0 for r in rows)
-    assert all(float(r["score_age_s"]) < 15 for r in rows[1:]), [r["score_age_s"] for r in rows]
+    assert all(float(r["score_age_s"]) < 15 for r in rows[2:]), [r["score_age_s"] for r in rows]  # from 12 s on
     last = rows[-1]
     assert int(last["athletes_in_redis"]) >= 12 + 4  # the churn athletes came (and went)
-    assert float(last["history_entries"]) == scored[-1]  # every window in Redis (the cap is not reached in 30 s)
+    # every window in Redis (the cap is not reached in 30 s), counted once the load stopped: a sample
+    # under load reads /metrics and Redis at two moments
+    assert res.settled["history_entries"] == res.settled["windows_scored"] >= scored[-1], res.settled
     growth = float(last["worker_rss_mb"]) - float(rows[1]["worker_rss_mb"])
     print(f"\nshort soak: worker RSS {rows[1]['worker_rss_mb']} -> {last['worker_rss_mb']} MB, broker "
           f"{rows[0]['broker_rss_mb']} -> {last['broker_rss_mb']} MB, {scored[-1]:.0f} windows scored")
