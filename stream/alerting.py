@@ -7,7 +7,7 @@ not newer than the last one seen is ignored, so a replay never raises or clears 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from schemas.alerts import Alert
 from schemas.risk import score_id
@@ -21,7 +21,8 @@ class AlertState:
     last_end: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"raised": self.raised, "alert_id": self.alert_id, "streak": list(self.streak),
+                "last_end": self.last_end}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AlertState":

@@ -166,17 +166,35 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
             metrics.frames.inc(len(batch.frames))
             await release(offer)
 
+    inferred: asyncio.Queue = asyncio.Queue(1)  # scored batches waiting to be written, in order
+
     @app.task
     async def score_forever() -> None:
+        """Stage 1: the model scores batch k+1 (in its thread) while ``emit_forever`` writes batch k."""
         while True:
             batch = await batcher.next_batch()
             metrics.queue.set(batcher.qsize())
             try:
-                await pipeline.run_batch(batch)
+                done = await pipeline.infer(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("scoring a batch of %d windows failed; continuing", len(batch))
+                continue
+            if done is not None:
+                await inferred.put(done)
+
+    @app.task
+    async def emit_forever() -> None:
+        """Stage 2: scores and alerts of each scored batch to Kafka and Redis, in batch order."""
+        while True:
+            done = await inferred.get()
+            try:
+                await pipeline.emit(done)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing a batch of %d scores failed; continuing", len(done.windows))
 
     @app.timer(interval=1.0)
     async def expire_silent() -> None:

@@ -40,35 +40,54 @@ from stream.sinks.base import Scored, Sink
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] = latest hash; ARGV = athlete, window_end, json
-_SET_IF_NEWER = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local e = tonumber(string.match(cur, '"window_end":([%d%.eE+-]+)'))
-  if e and e >= tonumber(ARGV[2]) then return 0 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
-WRITE_CHUNK = 512  # scores per pipeline when a backlog is written
+WRITE_CHUNK = 512  # scores per script call when a backlog is written
 HOLD_S = 3600.0  # a Redis restart re-writes the states of athletes written to within this time
 
-
-# KEYS[1] = im:load:{a}, KEYS[2] = im:load:sessions:{a}; ARGV = session, load, seconds, now, window_end.
-# Idempotent per window: a window end not newer than the last one added (a batch written again
-# after a failed write) adds nothing.
-_ADD_LOAD = """
-local cur = redis.call('HGET', KEYS[1], 'session_id')
-if cur and cur ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'player_load', 0, 'seconds', 0, 'last_end', -1)
-elseif tonumber(redis.call('HGET', KEYS[1], 'last_end') or '-1') >= tonumber(ARGV[5]) then
-  return redis.call('HGET', KEYS[1], 'player_load')
+# One call writes a whole batch: per-command packing and reply parsing in redis-py cost ~50 µs
+# each, and a window took six commands. Every step is idempotent per window, so a batch that
+# failed half-way can be written again.
+#   KEYS: latest hash, athletes zset, then per score (history, load, load sessions),
+#         then per state (alert state), then per trace (latest window)
+#   ARGV: history cap, n scores, n states, then per score (athlete, window end, body, stream id,
+#         scored at, session, load, load seconds), then the state bodies, then the trace bodies
+_WRITE = """
+local cap, n, m = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 0, n - 1 do
+  local k, a = 2 + 3 * i, 3 + 8 * i
+  local athlete, wend, body = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  -- latest: only a newer window replaces it
+  local cur = redis.call('HGET', KEYS[1], athlete)
+  local e = cur and tonumber(string.match(cur, '"window_end":([%d%.eE+-]+)'))
+  if not (e and e >= wend) then redis.call('HSET', KEYS[1], athlete, body) end
+  -- history: the window end is the stream id, so a replayed window is refused
+  local ok = redis.pcall('XADD', KEYS[k + 1], 'MAXLEN', '~', cap, ARGV[a + 4], 'v', body)
+  if type(ok) == 'table' and ok.err and not string.find(ok.err, 'equal or smaller', 1, true) then
+    return redis.error_reply(ok.err)
+  end
+  redis.call('ZADD', KEYS[2], ARGV[a + 5], athlete)
+  -- PlayerLoad: added once per window end; a new session starts from zero
+  local session, load = ARGV[a + 6], tonumber(ARGV[a + 7])
+  if load ~= 0 then
+    local lk = KEYS[k + 2]
+    local was = redis.call('HGET', lk, 'session_id')
+    local add = true
+    if was and was ~= session then
+      redis.call('HSET', lk, 'player_load', 0, 'seconds', 0, 'last_end', -1)
+    elseif tonumber(redis.call('HGET', lk, 'last_end') or '-1') >= wend then
+      add = false
+    end
+    if add then
+      redis.call('HSET', lk, 'session_id', session, 'updated_at', ARGV[a + 5], 'last_end', ARGV[a + 2])
+      local total = redis.call('HINCRBYFLOAT', lk, 'player_load', ARGV[a + 7])
+      redis.call('HINCRBYFLOAT', lk, 'seconds', ARGV[a + 8])
+      redis.call('HSET', KEYS[k + 3], session, total)
+    end
+  end
 end
-redis.call('HSET', KEYS[1], 'session_id', ARGV[1], 'updated_at', ARGV[4], 'last_end', ARGV[5])
-local total = redis.call('HINCRBYFLOAT', KEYS[1], 'player_load', ARGV[2])
-redis.call('HINCRBYFLOAT', KEYS[1], 'seconds', ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], total)
-return total
+local k, a = 3 + 3 * n, 4 + 8 * n
+for j = 0, m - 1 do redis.call('HSET', KEYS[k + j], 's', ARGV[a + j]) end
+for j = m, #KEYS - k do redis.call('SET', KEYS[k + j], ARGV[a + j]) end
+return n
 """
 
 
@@ -102,8 +121,7 @@ class RedisSink(Sink):
         self.backlog_cap = backlog_cap
         self.retry_s = retry_s
         self.check_s = check_s
-        self._set_if_newer = self.r.register_script(_SET_IF_NEWER)
-        self._add_load = self.r.register_script(_ADD_LOAD)
+        self._write = self.r.register_script(_WRITE)
         self._pending: deque[_Batch] = deque()
         self._pending_scores = 0
         self._inflight = 0  # leading batches of _pending being written right now
@@ -168,7 +186,7 @@ class RedisSink(Sink):
                                s.score.session_id, s.load, s.load_s) for s in scored], list(alerts))
         for s in scored:
             if s.traces is not None:
-                self._traces[s.score.athlete_id] = orjson.dumps(s.traces)
+                self._traces[s.score.athlete_id] = orjson.dumps(s.traces, option=orjson.OPT_SERIALIZE_NUMPY)
         for a in alerts:
             if a.state == "raised":
                 self._active[a.athlete_id] = dumps(a)
@@ -243,8 +261,8 @@ class RedisSink(Sink):
     async def _flush(self) -> None:
         """Write everything pending, in order; remove it only once Redis has taken it.
 
-        Scores go in chunks of ``WRITE_CHUNK``; the last pipeline also carries the newest
-        traces and states, so in the usual case (no backlog) one round trip writes a batch.
+        Scores go in chunks of ``WRITE_CHUNK``, one script call each; the last call also carries
+        the newest traces and states, so in the usual case (no backlog) one round trip writes a batch.
         """
         await self._check_restart()
         while True:
@@ -266,39 +284,44 @@ class RedisSink(Sink):
                 return
 
     async def _write_chunk(self, pipe) -> tuple[bool, int, int, dict, dict, bool]:
-        taken, n = 0, 0
+        taken, scores = 0, []
         for batch in self._pending:
-            if taken and n + len(batch.scores) > WRITE_CHUNK:
+            if taken and len(scores) + len(batch.scores) > WRITE_CHUNK:
                 break
-            await self._queue_batch(pipe, batch)
+            scores += batch.scores
             taken += 1
-            n += len(batch.scores)
         self._inflight = taken  # a full backlog drops scores from later batches only
         last = taken == len(self._pending)
         states, traces, reassert = {}, {}, False
         if last:
             states, traces, reassert = dict(self._states), dict(self._traces), self._reassert_alerts
-            for athlete_id, body in traces.items():
-                pipe.set(keys.latest_window(athlete_id), body)
-            for athlete_id, body in states.items():
-                pipe.hset(keys.alert_state(athlete_id), "s", body)
-            if reassert:
-                for athlete_id, body in self._active.items():
-                    pipe.hset(keys.ALERTS_ACTIVE, athlete_id, body)
+        if scores or states or traces:
+            key_list, args = self._write_args(scores, states, traces)
+            await self._write(keys=key_list, args=args, client=pipe)
+        for batch in itertools.islice(self._pending, taken):
+            self._queue_alerts(pipe, batch.alerts)
+        if reassert:
+            for athlete_id, body in self._active.items():
+                pipe.hset(keys.ALERTS_ACTIVE, athlete_id, body)
         if len(pipe):
             await self._execute(pipe)
-        return last, taken, n, states, traces, reassert
+        return last, taken, len(scores), states, traces, reassert
 
-    async def _queue_batch(self, pipe, batch: _Batch) -> None:
-        for s in batch.scores:
-            await self._set_if_newer(keys=[keys.RISK_LATEST], args=[s.athlete_id, s.window_end, s.body], client=pipe)
-            pipe.xadd(keys.risk_history(s.athlete_id), {"v": s.body}, id=keys.stream_id(s.window_end),
-                      maxlen=self.history_cap, approximate=True)
-            pipe.zadd(keys.ATHLETES, {s.athlete_id: s.scored_at})
-            if s.load:
-                await self._add_load(keys=[keys.workload(s.athlete_id), keys.workload_sessions(s.athlete_id)],
-                                     args=[s.session_id, s.load, s.load_s, s.scored_at, s.window_end], client=pipe)
-        for a in batch.alerts:
+    def _write_args(self, scores: list[_Score], states: dict[str, bytes], traces: dict[str, bytes]) -> tuple[list, list]:
+        key_list: list = [keys.RISK_LATEST, keys.ATHLETES]
+        args: list = [self.history_cap, len(scores), len(states)]
+        for s in scores:
+            a = s.athlete_id
+            key_list += (keys.risk_history(a), keys.workload(a), keys.workload_sessions(a))
+            args += (a, s.window_end, s.body, keys.stream_id(s.window_end), s.scored_at, s.session_id,
+                     s.load, s.load_s)
+        key_list += [keys.alert_state(a) for a in states]
+        key_list += [keys.latest_window(a) for a in traces]
+        return key_list, [*args, *states.values(), *traces.values()]
+
+    @staticmethod
+    def _queue_alerts(pipe, alerts: list[Alert]) -> None:
+        for a in alerts:
             body = dumps(a)
             pipe.xadd(keys.alert_history(a.athlete_id), {"v": body}, id=keys.stream_id(a.at),
                       maxlen=1000, approximate=True)

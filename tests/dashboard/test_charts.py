@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 
 from dashboard import charts, data
 from dashboard.settings import DashboardSettings
@@ -35,7 +36,7 @@ def test_traces_chart_has_a_panel_per_quantity_and_marks_absent_channels():
     d = sample.window_data(1, 0)
     d[:, 30:32] = np.nan  # both GRF channels absent
     w = Window("ath-a", "s1", 100_000, 100.0, d, 0.0, ("grf_vertical_l", "grf_vertical_r"), 0.0)
-    tr = traces_of(w, np.full(50, 0.02), 0.04)
+    tr = orjson.loads(orjson.dumps(traces_of(w, np.full(50, 0.02), 0.04), option=orjson.OPT_SERIALIZE_NUMPY))  # as stored
     client_side = data.Traces(tr["window_start"], tr["window_end"], tr["t"], tr["channels"], tr["attention"])
     spec = charts.traces_chart(client_side).to_dict()
     assert len(spec["vconcat"]) == len(charts.TRACE_GROUPS)

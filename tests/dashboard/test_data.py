@@ -107,10 +107,10 @@ def test_latest_traces_reads_what_the_pipeline_stores(client, write, make_score)
     stored = traces_of(_window(absent_grf_r=True), attn, 0.04)
     write([make_score("ath-a", 1000.0, 0.3)], traces={"ath-a": stored})
     tr = data.latest_traces(client, "ath-a")
-    assert tr.t == stored["t"] and tr.attention == pytest.approx(stored["attention"])
+    assert tr.t == pytest.approx(stored["t"].tolist()) and tr.attention == pytest.approx(stored["attention"].tolist())
     assert tr.window_end - tr.window_start == pytest.approx(2.0)
     assert tr.channels["grf_vertical_r"] is None
-    assert tr.channels["knee_flexion_l"] == pytest.approx(stored["channels"]["knee_flexion_l"])
+    assert tr.channels["knee_flexion_l"] == pytest.approx(stored["channels"]["knee_flexion_l"].tolist(), abs=1e-3)
     client.set(keys.latest_window("ath-b"), b'{"t": [0.0]}')  # missing fields: no traces, no crash
     assert data.latest_traces(client, "ath-b") is None
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from schemas.channels import N_CHANNELS
 from stream.alerting import AlertPolicy
@@ -110,3 +111,42 @@ def test_redis_sink_accumulates_workload_per_session(redis_url):
     assert abs(float(load["seconds"]) - 0.5) < 1e-6
     sessions = r.hgetall(keys.workload_sessions("a"))
     assert abs(float(sessions["s1"]) - 0.25) < 1e-6 and abs(float(sessions["s2"]) - 0.125) < 1e-6
+
+
+def test_batched_player_load_and_attention_match_one_window_at_a_time():
+    from stream.pipeline import player_load, player_load_batch, top_attention, top_attention_batch
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(6, 200, N_CHANNELS)).astype(np.float32) * 9.8
+    data[1, :, :3] = np.nan   # an absent IMU (thigh_l)
+    data[2, :, :] = np.nan    # nothing present: 0
+    wins = [Window("a", "s1", 1000, 100.0, d, 0.0, (), 0.0) for d in data]
+    assert player_load_batch(data, 50) == pytest.approx([player_load(w, 50) for w in wins])
+    assert player_load_batch(data, 50)[2] == 0.0
+    attn = rng.random((6, 50))
+    assert top_attention_batch(attn, 0.04) == [top_attention(a, 0.04) for a in attn]
+    assert [p.t for p in top_attention(attn[0], 0.04)] == sorted(p.t for p in top_attention(attn[0], 0.04))
+
+
+def test_the_next_batch_is_scored_before_the_previous_is_emitted_without_duplicates():
+    """infer (k+1) before emit (k), as the worker's two stages run: a replay of a window taken
+    by batch k is dropped, emits keep batch order, and an athlete revoked in between is skipped."""
+    sink, published = MemorySink(), []
+    pipe = make(sink, published)
+
+    async def go():
+        first = await pipe.infer([window("a", 1000, 0.7), window("b", 1000, 0.2)])
+        second = await pipe.infer([window("a", 1000, 0.7), window("a", 1050, 0.8), window("b", 1050, 0.1)])
+        assert [w.end_index for w in second.windows] == [1050, 1050]  # a@1000 already taken
+        out1 = await pipe.emit(first)
+        pipe.forget({"b"})  # b's partition moved away while batch 2 was being scored
+        out2 = await pipe.emit(second)
+        return out1, out2
+
+    out1, out2 = asyncio.run(go())
+    assert [(s.score.athlete_id, s.score.window_end) for s in out1] == [("a", 10.0), ("b", 10.0)]
+    assert [(s.score.athlete_id, s.score.window_end) for s in out2] == [("a", 10.5)]
+    assert [a.state for a in sink.alerts["a"]] == ["raised"]
+    assert pipe.metrics.skipped.labels("revoked")._value.get() == 1
+    assert pipe.metrics.skipped.labels("replayed")._value.get() == 1
+    assert pipe.taken == {}  # nothing left waiting
