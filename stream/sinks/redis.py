@@ -262,13 +262,13 @@ class RedisSink(Sink):
         """Write everything pending, in order; remove it only once Redis has taken it.
 
         Scores go in chunks of ``WRITE_CHUNK``, one script call each; the last call also carries
-        the newest traces and states, so in the usual case (no backlog) one round trip writes a batch.
+        the newest traces and states, so in the usual case (no backlog, no alert) one round trip
+        writes a batch.
         """
         await self._check_restart()
         while True:
             try:
-                async with self.r.pipeline(transaction=False) as pipe:
-                    last, taken, n, states, traces, reassert = await self._write_chunk(pipe)
+                last, taken, n, states, traces, reassert = await self._write_chunk()
             finally:
                 self._inflight = 0
             for _ in range(taken):
@@ -283,7 +283,7 @@ class RedisSink(Sink):
                     self._reassert_alerts = False
                 return
 
-    async def _write_chunk(self, pipe) -> tuple[bool, int, int, dict, dict, bool]:
+    async def _write_chunk(self) -> tuple[bool, int, int, dict, dict, bool]:
         taken, scores = 0, []
         for batch in self._pending:
             if taken and len(scores) + len(batch.scores) > WRITE_CHUNK:
@@ -297,14 +297,15 @@ class RedisSink(Sink):
             states, traces, reassert = dict(self._states), dict(self._traces), self._reassert_alerts
         if scores or states or traces:
             key_list, args = self._write_args(scores, states, traces)
-            await self._write(keys=key_list, args=args, client=pipe)
-        for batch in itertools.islice(self._pending, taken):
-            self._queue_alerts(pipe, batch.alerts)
-        if reassert:
-            for athlete_id, body in self._active.items():
-                pipe.hset(keys.ALERTS_ACTIVE, athlete_id, body)
-        if len(pipe):
-            await self._execute(pipe)
+            await self._write(keys=key_list, args=args)  # EVALSHA (loads the script if Redis lost it)
+        alerts = [a for batch in itertools.islice(self._pending, taken) for a in batch.alerts]
+        if alerts or reassert:  # rare: their own round trip, after the scores
+            async with self.r.pipeline(transaction=False) as pipe:
+                self._queue_alerts(pipe, alerts)
+                if reassert:
+                    for athlete_id, body in self._active.items():
+                        pipe.hset(keys.ALERTS_ACTIVE, athlete_id, body)
+                await self._execute(pipe)
         return last, taken, len(scores), states, traces, reassert
 
     def _write_args(self, scores: list[_Score], states: dict[str, bytes], traces: dict[str, bytes]) -> tuple[list, list]:
