@@ -1,4 +1,4 @@
-"""Kafka client options from settings (plaintext, TLS, SASL PLAIN/SCRAM) for aiokafka and Faust."""
+"""Kafka client options from settings (plaintext, TLS, SASL PLAIN/SCRAM) for aiokafka, Faust and librdkafka."""
 
 from __future__ import annotations
 
@@ -41,3 +41,16 @@ def faust_credentials(settings: ServiceSettings):
     if ctx is not None:
         return faust.SSLCredentials(ctx)
     return None
+
+
+def librdkafka_config(settings: ServiceSettings) -> dict:
+    """The same connection as :func:`client_kwargs`, in librdkafka's (confluent-kafka's) terms."""
+    conf: dict = {"bootstrap.servers": settings.bootstrap_servers,
+                  "security.protocol": settings.kafka_security_protocol.upper()}
+    if "SSL" in conf["security.protocol"]:  # the system's CAs unless a file is given, as ssl_context()
+        conf["ssl.ca.location"] = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else "probe"
+    if settings.kafka_sasl_mechanism:
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl.username"] = settings.kafka_sasl_username or ""
+        conf["sasl.password"] = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    return conf

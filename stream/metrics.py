@@ -25,5 +25,6 @@ class WorkerMetrics:
         self.lag = Gauge("injury_consumer_lag", "Consumer lag (messages)", ["topic", "partition"], registry=r)
         self.embedding = Counter("injury_embedding_cache_total", "Image embedding lookups", ["result"], registry=r)
         self.alerts = Counter("injury_alerts_total", "Alerts emitted", ["state"], registry=r)
+        self.publish_errors = Counter("injury_publish_errors_total", "Scores/alerts Kafka did not take", registry=r)
         self.sink_errors = Counter("injury_sink_errors_total", "Failed writes", ["sink"], registry=r)
         self.queue = Gauge("injury_window_queue", "Windows waiting for inference", registry=r)

@@ -32,9 +32,10 @@ from stream.batching import MicroBatcher
 from stream.imaging import ImageLookup, listen_for_studies, make_cache
 from stream.faust_tuning import set_fetch_max_wait
 from stream.intake import ClockLimits, Intake
-from stream.kafka import faust_credentials
+from stream.kafka import faust_credentials, librdkafka_config
 from stream.metrics import WorkerMetrics
 from stream.pipeline import Levels, ScoringPipeline
+from stream.publisher import ScorePublisher
 from stream.settings import WorkerSettings
 from stream.sinks.redis import RedisSink, connect
 from stream.windowing import Offer, WindowConfig, Windower
@@ -93,14 +94,15 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
     sink = RedisSink(connect(settings.redis_url, redis_password), history_cap=settings.history_cap)
     metrics.registry.register(_SinkCollector(sink))
 
+    publisher = ScorePublisher(librdkafka_config(settings), on_error=metrics.publish_errors.inc)
+
     async def publish(scores: list[RiskScore], alerts: list[Alert]) -> None:
-        # straight to the producer: Faust's topic.send wraps each record in a FutureMessage with
-        # callbacks on the event loop; the records on the topics are the same
-        send = app.producer.send
+        # librdkafka (stream/publisher.py): a produce() call each, no Python futures on the loop
         for s in scores:
-            await send(topics.RISK, s.athlete_id.encode(), dumps(s), None, None, None)
+            publisher.send(topics.RISK, s.athlete_id.encode(), dumps(s))
         for a in alerts:
-            await send(topics.ALERTS, a.athlete_id.encode(), dumps(a), None, None, None)
+            publisher.send(topics.ALERTS, a.athlete_id.encode(), dumps(a))
+        publisher.poll()
 
     pipeline = ScoringPipeline(
         scorer=scorer, sink=sink, publish=publish,
@@ -187,14 +189,17 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
     @app.task
     async def emit_forever() -> None:
         """Stage 2: scores and alerts of each scored batch to Kafka and Redis, in batch order."""
-        while True:
-            done = await inferred.get()
-            try:
-                await pipeline.emit(done)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("writing a batch of %d scores failed; continuing", len(done.windows))
+        try:
+            while True:
+                done = await inferred.get()
+                try:
+                    await pipeline.emit(done)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("writing a batch of %d scores failed; continuing", len(done.windows))
+        finally:  # shutdown: what was published is delivered before the process ends
+            publisher.flush(10.0)
 
     @app.timer(interval=1.0)
     async def expire_silent() -> None:
@@ -273,6 +278,7 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, publisher.flush, 2.0)  # before the new owner starts
         gone = {tp.partition for tp in revoked if tp.topic == topics.FRAMES}
         athletes = {a for a, p in partition_of.items() if p in gone}
         windower.drop(athletes)

@@ -10,7 +10,9 @@ implementation is timed by the same clock and code. What is recorded:
   the record's CreateTime
   (set by the contender's producer when it sent the score).
 - :class:`RedisObserver`: for a sample of athletes, the wall time at which a blocking
-  ``XREAD`` on ``im:risk:hist:{athlete}`` returned the entry (its id is the window end).
+  ``XREAD`` on ``im:risk:hist:{athlete}`` returned the entry (its id is the window end), and
+  the score's own split of its latency: window end -> window ready in the contender (consume,
+  decode, windowing) and ready -> score built (queue, inference, scoring).
 - :class:`CommittedOffsets`: the group's committed offsets per partition (OffsetFetch via
   librdkafka; aiokafka's admin client cannot decode Tansu's reply).
 """
@@ -107,6 +109,7 @@ class RedisObserver(_Thread):
         self.redis_url = redis_url
         self.athletes = list(athletes)
         self.seen: dict[tuple[str, int], float] = {}
+        self.stages: dict[tuple[str, int], tuple[float, float]] = {}  # (end -> ready, ready -> built), s
 
     def _run(self) -> None:
         import redis
@@ -120,10 +123,15 @@ class RedisObserver(_Thread):
                 now = time.time()
                 for key, entries in got or []:
                     k = key.decode()
-                    for eid, _ in entries:
+                    for eid, fields in entries:
                         e = eid.decode()
-                        self.seen.setdefault((athlete_of[k], int(e.split("-")[0])), now)
+                        key = (athlete_of[k], int(e.split("-")[0]))
+                        self.seen.setdefault(key, now)
                         streams[k] = e
+                        doc = orjson.loads(fields[b"v"])
+                        total, built = doc.get("latency_ms"), doc.get("processing_ms")
+                        if total is not None and built is not None:
+                            self.stages[key] = ((total - built) / 1000, built / 1000)
         finally:
             r.close()
 

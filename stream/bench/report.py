@@ -77,13 +77,17 @@ def render_live(live: dict, limit_ms: float) -> str:
             rows.append([_fmt(s["athletes"]) + (" (½ cap)" if s.get("half_capacity_check") else ""),
                          _fmt(s.get("p50_kafka_ms"), 1), _fmt(s.get("p99_kafka_ms"), 1),
                          _fmt(s.get("p50_redis_ms"), 1), _fmt(s.get("p99_redis_ms"), 1),
-                         _fmt(s.get("p99_worker_ms"), 1), _fmt(s.get("lag_growth_msgs_per_s"), 1),
+                         _fmt(s.get("p99_worker_ms"), 1),
+                         f'{_fmt(s.get("p50_ready_ms"), 1)} / {_fmt(s.get("p99_ready_ms"), 1)}',
+                         f'{_fmt(s.get("p50_built_ms"), 1)} / {_fmt(s.get("p99_built_ms"), 1)}',
+                         _fmt(s.get("lag_growth_msgs_per_s"), 1),
                          _fmt(s.get("load_max_behind_s"), 3), str(s.get("loadavg_before")),
                          "pass" if s.get("passed") else "fail" + (f": {s['error'][:60]}" if s.get("error") else "")])
         parts.append(f"**{LABELS.get(kind, kind)}**: capacity **{_fmt(cap.get('capacity'))} athletes** "
                      f"(p99 < {limit_ms:g} ms, lag not growing)\n\n"
                      + _table(["athletes", "p50 topic ms", "p99 topic ms", "p50 Redis ms", "p99 Redis ms",
-                               "p99 worker hist. ms", "lag growth msg/s", "load behind s", "load avg", "result"], rows)
+                               "p99 worker hist. ms", "end→ready p50/p99 ms", "ready→built p50/p99 ms",
+                               "lag growth msg/s", "load behind s", "load avg", "result"], rows)
                      + (f"\n\nError: {cap['error']}" if cap.get("error") else ""))
     return "\n\n".join(parts)
 

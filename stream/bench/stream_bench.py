@@ -573,6 +573,8 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
     lat_kafka = latencies(risk.seen, athletes, ends, frame_s)
     lat_sent = latencies(risk.created, athletes, ends, frame_s)
     lat_redis = latencies(redis_obs.seen, sample, ends, frame_s)
+    stage = [redis_obs.stages[k] for k in ((a, round(e * 1000)) for a in sample for e in ends) if k in redis_obs.stages]
+    arrive, build = [v[0] for v in stage], [v[1] for v in stage]
     measured_lag = [(t, v) for t, v in lag if t >= t_measure]
     growth = lag_growth(measured_lag)
     rate = n / (cfg.frames_per_message / cfg.hz)  # messages/s
@@ -583,6 +585,10 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
         "p50_kafka_ms": ms(percentile(lat_kafka, 50)), "p99_kafka_ms": ms(percentile(lat_kafka, 99)),
         "p50_sent_ms": ms(percentile(lat_sent, 50)), "p99_sent_ms": ms(percentile(lat_sent, 99)),
         "p50_redis_ms": ms(percentile(lat_redis, 50)), "p99_redis_ms": ms(percentile(lat_redis, 99)),
+        "p50_ready_ms": ms(percentile(arrive, 50)) if arrive else None,
+        "p99_ready_ms": ms(percentile(arrive, 99)) if arrive else None,
+        "p50_built_ms": ms(percentile(build, 50)) if build else None,
+        "p99_built_ms": ms(percentile(build, 99)) if build else None,
         "redis_sample": len(sample), "duplicates_kafka": risk.duplicates,
         "lag_growth_msgs_per_s": None if growth is None else round(growth, 1),
         "lag_max": max((v for _, v in measured_lag), default=None), "messages_per_s": rate,

@@ -13,6 +13,7 @@ from stream.bench.report import (
 def results_factory(**over) -> dict:
     step = lambda n, p99, ok, **kw: {"kind": "faust", "athletes": n, "p50_kafka_ms": p99 / 2, "p99_kafka_ms": p99,  # noqa: E731
                                     "p50_redis_ms": p99 / 3, "p99_redis_ms": p99 / 1.5, "p99_worker_ms": p99,
+                                    "p50_ready_ms": 12.5, "p99_ready_ms": 40.0, "p50_built_ms": 8.0, "p99_built_ms": 20.0,
                                     "lag_growth_msgs_per_s": 0.0, "load_max_behind_s": 0.003,
                                     "loadavg_before": [1.0, 1.0, 1.0], "passed": ok, **kw}
     res = {
@@ -47,7 +48,7 @@ def test_markdown_has_every_section_and_escapes_errors(tmp_path):
     assert plot is not None and plot.stat().st_size > 10_000
     md = render_markdown(res, plot=plot)
     for needle in ("inference-bound limit is 2,000 athletes", "| (a) aiokafka, decode only (floor) | 100,000",
-                   "0.200", "capacity **100 athletes**", "50 (½ cap)", "∞", "fail: too slow", "![latency vs athletes](plot.png)"):
+                   "0.200", "capacity **100 athletes**", "50 (½ cap)", "∞", "fail: too slow", "12.5 / 40.0", "8.0 / 20.0", "![latency vs athletes](plot.png)"):
         assert needle in md, needle
     assert "it / broke badly" in md  # table cells never break the table
 

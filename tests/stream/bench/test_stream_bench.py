@@ -42,6 +42,9 @@ def test_live_step_times_every_window_of_the_real_worker(tmp_path, model_dir):
     assert step["windows_seen_kafka"] == step["windows_expected"]
     assert step["duplicates_kafka"] == 0 and step["redis_sample"] == 2
     assert math.isfinite(step["p99_kafka_ms"]) and math.isfinite(step["p99_redis_ms"]) and step["p50_kafka_ms"] > 0
+    # the scores' own split of their latency: arrival (consume, decode, window) + scoring
+    assert 0 <= step["p50_ready_ms"] <= step["p99_ready_ms"] and 0 < step["p50_built_ms"] <= step["p99_built_ms"]
+    assert step["p99_ready_ms"] + step["p99_built_ms"] < 5_000  # milliseconds, not seconds
     assert step["load_final"]["acked"] == step["load_final"]["messages"] > 0
     assert isinstance(step["passed"], bool) and step["exit_code"] is not None
 
