@@ -126,7 +126,7 @@ def _decode_binary(raw: bytes) -> tuple[FrameBatch, np.ndarray]:
         raise ValidationFailed(*_classify(err)) from None
     if n > MAX_FRAMES_PER_BATCH:
         raise ValidationFailed(Reason.TOO_LARGE, f"{n} frames > {MAX_FRAMES_PER_BATCH}")
-    return fb, np.frombuffer(body, dtype="<f4").reshape(n, N_CHANNELS).astype(np.float64)
+    return fb, np.frombuffer(body, dtype="<f4").reshape(n, N_CHANNELS)
 
 
 def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: float | None = None) -> Batch:
@@ -157,13 +157,37 @@ def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: flo
         raise ValidationFailed(Reason.UNSUPPORTED_RATE, f"hz={fb.hz:g}, the stream runs at {expected_hz:g} Hz")
 
     absent_idx = [CHANNEL_INDEX[a] for a in fb.absent]
-    present = np.ones(N_CHANNELS, dtype=bool)
-    present[absent_idx] = False
     if arr is None:
         try:
             arr = np.array(fb.frames, dtype=np.float64)
         except (TypeError, ValueError):  # nulls make an object array
             arr = np.array([[np.nan if v is None else v for v in row] for row in fb.frames], dtype=np.float64)
+    # one pass for the usual, valid message: NaN and +-inf compare False, so they fail it too
+    ok = (arr >= _LO) & (arr <= _HI)
+    if absent_idx:
+        ok[:, absent_idx] = True
+    if not ok.all():
+        _raise_invalid(arr.astype(np.float64), absent_idx)
+    frames = arr.astype(np.float32)  # a writable copy (a binary message's array is a view of its bytes)
+    if absent_idx:
+        frames[:, absent_idx] = np.nan
+    return Batch(
+        athlete_id=fb.athlete_id,
+        session_id=fb.session_id,
+        sensor_id=fb.sensor_id,
+        seq=fb.seq,
+        t0=fb.t0,
+        hz=fb.hz,
+        frames=frames,
+        absent=tuple(fb.absent),
+    )
+
+
+def _raise_invalid(arr: np.ndarray, absent_idx: list[int]) -> None:
+    """Why frames failed the range check: a null in a channel not declared absent, a non-finite
+    value, or the first value outside its channel's physical range (in that order)."""
+    present = np.ones(N_CHANNELS, dtype=bool)
+    present[absent_idx] = False
     data = arr[:, present]
     if np.isnan(data).any():
         col = int(np.where(np.isnan(data).any(axis=0))[0][0])
@@ -173,22 +197,10 @@ def decode_frame_batch(raw: bytes, key: bytes | None = None, *, expected_hz: flo
         raise ValidationFailed(Reason.NON_FINITE, "non-finite value")
     bad = (arr < _LO) | (arr > _HI)
     bad[:, ~present] = False
-    if bad.any():
-        r, c = map(int, np.argwhere(bad)[0])
-        ch = CHANNELS[c]
-        raise ValidationFailed(
-            Reason.OUT_OF_RANGE, f"frame {r} {ch.name}={arr[r, c]:g} {ch.unit} outside [{ch.lo:g}, {ch.hi:g}]"
-        )
-    arr[:, ~present] = np.nan
-    return Batch(
-        athlete_id=fb.athlete_id,
-        session_id=fb.session_id,
-        sensor_id=fb.sensor_id,
-        seq=fb.seq,
-        t0=fb.t0,
-        hz=fb.hz,
-        frames=arr.astype(np.float32),
-        absent=tuple(fb.absent),
+    r, c = map(int, np.argwhere(bad)[0])
+    ch = CHANNELS[c]
+    raise ValidationFailed(
+        Reason.OUT_OF_RANGE, f"frame {r} {ch.name}={arr[r, c]:g} {ch.unit} outside [{ch.lo:g}, {ch.hi:g}]"
     )
 
 

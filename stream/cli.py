@@ -165,6 +165,8 @@ def cmd_passthrough(args: argparse.Namespace) -> int:
         from engine.report import main as run
     elif args.what == "engine":
         from engine.bench import main as run
+    elif args.what == "pipeline":
+        from stream.bench.pipeline_cost import main as run
     else:
         from stream.bench.cli import main as run
     return run(args.rest)
@@ -265,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_passthrough)
 
-    p = sub.add_parser("bench", help="benchmarks: `bench engine ...` (backends) or `bench stream ...` (capacity)")
-    p.add_argument("what", choices=["engine", "stream"])
+    p = sub.add_parser("bench", help="benchmarks: `bench engine ...` (backends), `bench stream ...` (capacity) or "
+                                     "`bench pipeline ...` (the worker's own Python per window)")
+    p.add_argument("what", choices=["engine", "stream", "pipeline"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark (--help to list)")
     p.set_defaults(func=cmd_passthrough)
 
@@ -292,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # bench and report own their parsers: hand them every argument, --help included
-    if argv[:1] == ["report"] or (argv[:1] == ["bench"] and argv[1:2] in (["engine"], ["stream"])):
+    if argv[:1] == ["report"] or (argv[:1] == ["bench"] and argv[1:2] in (["engine"], ["stream"], ["pipeline"])):
         ns = argparse.Namespace(command=argv[0], what=argv[1] if argv[0] == "bench" else None,
                                 rest=argv[2:] if argv[0] == "bench" else argv[1:])
         try:
