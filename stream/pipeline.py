@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Inferred:
 
     windows: list[Window]
     results: list
-    feats: list = field(default_factory=list)
+    feats: list
 
 
 @dataclass(frozen=True)
