@@ -41,7 +41,7 @@ TRACE_CHANNELS = ("knee_flexion_l", "knee_flexion_r", "knee_valgus_l", "knee_val
 TRACE_DECIMATE = 2
 TOP_K = 5
 
-Publish = Callable[[list[RiskScore], list[Alert]], Awaitable[None]]
+Publish = Callable[[list[Scored], list[Alert]], Awaitable[None]]
 ImageLookup = Callable[[list[str]], Awaitable[dict]]
 
 
@@ -241,7 +241,7 @@ class ScoringPipeline:
                 alerts.append(alert)
                 self.metrics.alerts.labels(alert.state).inc()
 
-        await self.publish([s.score for s in scored], alerts)
+        await self.publish(scored, alerts)
         if self.sink is not None:
             try:
                 await self.sink.write(scored, alerts, touched)

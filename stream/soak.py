@@ -29,6 +29,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas import keys
 from stream.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from stream.exceptions import ServiceError
 
@@ -100,11 +101,11 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise ServiceError(f"the worker was not ready after {timeout:.0f} s")
 
 
-def _history_entries(r, keys) -> int:
+def _history_entries(r) -> int:
     return sum(r.xlen(keys.risk_history(a.decode())) for a in r.zrange(keys.ATHLETES, 0, -1))
 
 
-def _settle(port: int, r, keys, *, timeout: float = 30.0, quiet_s: float = 3.0) -> dict:
+def _settle(port: int, r, *, timeout: float = 30.0, quiet_s: float = 3.0) -> dict:
     """After the load stops: wait until the worker has scored nothing new for ``quiet_s`` with an empty
     Redis backlog, then read the totals. (A sample taken under load reads ``/metrics`` and Redis at two
     moments, so they can differ by the windows scored in between.)"""
@@ -118,7 +119,7 @@ def _settle(port: int, r, keys, *, timeout: float = 30.0, quiet_s: float = 3.0) 
         elif now - since >= quiet_s:
             break
         time.sleep(0.5)
-    return {"windows_scored": last, "history_entries": _history_entries(r, keys)}
+    return {"windows_scored": last, "history_entries": _history_entries(r)}
 
 
 def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: int = 12,
@@ -129,7 +130,6 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
     import redis
 
     from engine.train import ensure_default_model
-    from schemas import keys
     from stream.settings import WorkerSettings
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,7 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
                     "windows_scored": m.get("injury_windows_scored_total", 0),
                     "rejected": sum(v for n, v in m.items() if n.startswith("injury_rejected_total{")),
                     "redis_backlog": m.get("injury_redis_backlog", 0),
-                    "history_entries": _history_entries(r, keys),
+                    "history_entries": _history_entries(r),
                     "athletes_in_redis": r.zcard(keys.ATHLETES),
                     "churn_athletes_live": churn * len(churners),
                 }
@@ -203,7 +203,7 @@ def run_soak(duration_s: float, interval_s: float, out_dir: Path, *, athletes: i
                 print(" ".join(f"{c}={row[c]}" for c in COLUMNS), flush=True)
         for p in (sim, *(p for p, _ in churners)):
             _stop(p)
-        result.settled = _settle(port, r, keys)
+        result.settled = _settle(port, r)
     if plot:
         result.png_path = plot_soak(result.rows, out_dir / "soak.png")
     result.summary_path = write_summary(result, out_dir / "summary.md", command=command,

@@ -26,7 +26,6 @@ from schemas import topics
 from schemas.alerts import Alert
 from schemas.codec import dumps
 from schemas.rejected import Reason, Rejected
-from schemas.risk import RiskScore
 from stream.alerting import AlertPolicy
 from stream.batching import MicroBatcher
 from stream.imaging import ImageLookup, listen_for_studies, make_cache
@@ -37,6 +36,7 @@ from stream.metrics import WorkerMetrics
 from stream.pipeline import Levels, ScoringPipeline
 from stream.publisher import ScorePublisher
 from stream.settings import WorkerSettings
+from stream.sinks.base import Scored
 from stream.sinks.redis import RedisSink, connect
 from stream.windowing import Offer, WindowConfig, Windower
 
@@ -96,10 +96,10 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
 
     publisher = ScorePublisher(librdkafka_config(settings), on_error=metrics.publish_errors.inc)
 
-    async def publish(scores: list[RiskScore], alerts: list[Alert]) -> None:
+    async def publish(scored: list[Scored], alerts: list[Alert]) -> None:
         # librdkafka (stream/publisher.py): a produce() call each, no Python futures on the loop
-        for s in scores:
-            publisher.send(topics.RISK, s.athlete_id.encode(), dumps(s))
+        for s in scored:
+            publisher.send(topics.RISK, s.score.athlete_id.encode(), s.body)
         for a in alerts:
             publisher.send(topics.ALERTS, a.athlete_id.encode(), dumps(a))
         publisher.poll()

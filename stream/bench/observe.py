@@ -125,13 +125,13 @@ class RedisObserver(_Thread):
                     k = key.decode()
                     for eid, fields in entries:
                         e = eid.decode()
-                        key = (athlete_of[k], int(e.split("-")[0]))
-                        self.seen.setdefault(key, now)
+                        window = (athlete_of[k], int(e.split("-")[0]))
+                        self.seen.setdefault(window, now)
                         streams[k] = e
                         doc = orjson.loads(fields[b"v"])
                         total, built = doc.get("latency_ms"), doc.get("processing_ms")
                         if total is not None and built is not None:
-                            self.stages[key] = ((total - built) / 1000, built / 1000)
+                            self.stages[window] = ((total - built) / 1000, built / 1000)
         finally:
             r.close()
 

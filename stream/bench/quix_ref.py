@@ -157,9 +157,9 @@ def build(settings: WorkerSettings, scorer, *, commit_interval_s: float | None =
     intake = Intake(windower, hz=settings.hz, clock=ClockLimits(settings.max_clock_skew_s, settings.max_age_s))
     producer = app.get_producer()
 
-    async def publish(scores, alerts) -> None:
-        for s in scores:
-            producer.produce(topics.RISK, value=dumps(s), key=s.athlete_id.encode(), poll_timeout=0)
+    async def publish(scored, alerts) -> None:
+        for s in scored:
+            producer.produce(topics.RISK, value=s.body, key=s.score.athlete_id.encode(), poll_timeout=0)
         for a in alerts:
             producer.produce(topics.ALERTS, value=dumps(a), key=a.athlete_id.encode(), poll_timeout=0)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 
 from schemas.alerts import Alert
+from schemas.codec import dumps
 from schemas.risk import RiskScore
 from stream.alerting import AlertState
 
@@ -18,6 +20,11 @@ class Scored:
     traces: dict | None = None  # {"t": [...], "channels": {name: [...]}, "attention": [...]}
     load: float = 0.0  # PlayerLoad (AU) of the window's newest hop, added to the session's total
     load_s: float = 0.0  # the seconds that hop covers
+
+    @cached_property
+    def body(self) -> bytes:
+        """The score's wire JSON, serialised once for Kafka and the sinks."""
+        return dumps(self.score)
 
 
 class Sink(ABC):

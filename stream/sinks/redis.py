@@ -182,7 +182,7 @@ class RedisSink(Sink):
 
     # -- internals ----------------------------------------------------------------------------
     def _enqueue(self, scored: list[Scored], alerts: list[Alert], states: dict[str, AlertState]) -> None:
-        batch = _Batch([_Score(s.score.athlete_id, s.score.window_end, s.score.scored_at, dumps(s.score),
+        batch = _Batch([_Score(s.score.athlete_id, s.score.window_end, s.score.scored_at, s.body,
                                s.score.session_id, s.load, s.load_s) for s in scored], list(alerts))
         for s in scored:
             if s.traces is not None:

@@ -22,8 +22,8 @@ def test_null_scorer_scores_through_the_pipeline():
                for i in range(3)]
     sink = MemorySink()
 
-    async def publish(scores, alerts):
-        published.extend(scores)
+    async def publish(scored, alerts):
+        published.extend(s.score for s in scored)
 
     published: list = []
     pipe = ScoringPipeline(scorer=scorer, sink=sink, publish=publish, policy=AlertPolicy(0.6, 2, 0.45, 4),
