@@ -49,6 +49,8 @@ class WorkerSettings(ServiceSettings):
     max_missing_fraction: float = Field(0.2, ge=0, le=1, description="Windows with more interpolated frames are not scored")
     max_gap_s: float = Field(0.25, gt=0, description="Longest gap that is interpolated")
     idle_timeout_s: float = Field(10.0, gt=0, description="Silence after which an athlete's partial window is discarded")
+    window_stagger: bool = Field(True, description="Offset each athlete's hop grid by a hash of its id (windows end "
+                                                   "spread over the hop, not all at once); every worker must agree")
     max_clock_skew_s: float = Field(300.0, gt=0, description="Max t0 in the future")
     max_age_s: float = Field(7 * 86400.0, gt=0, description="Max age of t0 in the past")
     max_batch: int = Field(64, ge=1, description="Micro-batch: most windows per inference call")
@@ -72,12 +74,22 @@ class WorkerSettings(ServiceSettings):
     session_timeout_s: float = Field(10.0, gt=0, description="Kafka group session timeout (rebalance ~ half)")
     fetch_max_wait_ms: int = Field(10, ge=0, le=5000, description="Longest wait of an empty fetch (Faust: 1500)")
 
+    def window_config(self):
+        """The windowing rules these settings describe (:class:`stream.windowing.WindowConfig`)."""
+        from stream.windowing import WindowConfig
+
+        return WindowConfig(hz=self.hz, window_s=self.window_s, hop_s=self.hop_s, grace_s=self.grace_s,
+                            max_missing_fraction=self.max_missing_fraction, max_gap_s=self.max_gap_s,
+                            idle_timeout_s=self.idle_timeout_s, stagger=self.window_stagger)
+
 
 class SimulatorSettings(ServiceSettings):
     athletes: int = Field(12, ge=1)
     duration_s: float | None = Field(None, description="Stop after this many seconds (default: run until Ctrl-C)")
     frames_per_message: int = Field(10, ge=1, le=1000)
     encoding: str = Field("json", pattern="^(json|binary)$", description="Wire encoding of FrameBatch messages")
+    phase_hop_s: float = Field(0.5, ge=0, description="Cut each athlete's messages on its staggered window grid of "
+                                                      "this hop (the worker's hop_s); 0: all athletes send at once")
     seed: int = 7
     fatigue_tau_s: float = Field(180.0, gt=0, description="Time constant of fatigue build-up (demo: minutes)")
     session_id: str = "demo-session"

@@ -3,7 +3,10 @@
 Each athlete is an :class:`engine.data.synthetic.GaitStream` whose fatigue, and so whose
 known injury risk, drifts up over the session. Messages carry ``frames_per_message``
 frames (10 = one message per athlete every 0.1 s at 100 Hz), keyed by athlete id, with
-event time ``t0`` on the frame grid.
+event time ``t0`` on the frame grid. Like real sensors, the athletes do not send in step: each
+one's messages are shifted by its window phase (:func:`stream.windowing.message_shift`), so
+they end on its window ends and a window is complete, and scored, as soon as its last message
+arrives.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from schemas import topics
 from schemas.codec import encode_frames
 from stream.kafka import client_kwargs
 from stream.settings import SimulatorSettings
+from stream.windowing import message_shift
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +86,14 @@ async def simulate(settings: SimulatorSettings, *, athletes: list[SimAthlete] | 
     n = settings.frames_per_message
     hz = settings.hz
     dt = n / hz
-    start_idx = round(time.time() * hz)
+    hop = round(settings.phase_hop_s * hz)
+    groups: dict[int, list[SimAthlete]] = {}
+    for a in athletes:
+        groups.setdefault(message_shift(a.athlete_id, hop, n), []).append(a)
+    schedule = sorted(groups.items())  # (shift in frames, athletes): every batch k is due within one message
+    start_idx = -(-round(time.time() * hz) // max(hop, 1)) * max(hop, 1)  # on the hop grid, just ahead of now
     loop = asyncio.get_running_loop()
-    t_start = loop.time()
+    t_start = loop.time() + (start_idx / hz - time.time())
     k = 0
     try:
         while True:
@@ -92,20 +101,21 @@ async def simulate(settings: SimulatorSettings, *, athletes: list[SimAthlete] | 
                 break
             if stop is not None and stop.is_set():
                 break
-            # a sensor sends frames once they have happened: batch k covers [t0, t0 + dt)
-            delay = t_start + (k + 1) * dt - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -5 * dt and k % 50 == 0:
-                log.warning("simulator is %.1f s behind real time", -delay)
-            t0 = (start_idx + k * n) / hz
-            for a in athletes:
-                frames = a.next(n)
-                body = encode_frames(athlete_id=a.athlete_id, session_id=settings.session_id,
-                                     sensor_id=f"{a.athlete_id}-imu", seq=a.seq, t0=t0, hz=hz, frames=frames,
-                                     absent=a.absent, encoding=settings.encoding)
-                a.seq += 1
-                await producer.send(topics.FRAMES, body, key=a.athlete_id.encode())
+            for shift, members in schedule:
+                # a sensor sends frames once they have happened: batch k covers [t0, t0 + dt)
+                delay = t_start + ((k + 1) * n + shift) / hz - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -5 * dt and k % 50 == 0 and shift == schedule[0][0]:
+                    log.warning("simulator is %.1f s behind real time", -delay)
+                t0 = (start_idx + k * n + shift) / hz
+                for a in members:
+                    frames = a.next(n)
+                    body = encode_frames(athlete_id=a.athlete_id, session_id=settings.session_id,
+                                         sensor_id=f"{a.athlete_id}-imu", seq=a.seq, t0=t0, hz=hz, frames=frames,
+                                         absent=a.absent, encoding=settings.encoding)
+                    a.seq += 1
+                    await producer.send(topics.FRAMES, body, key=a.athlete_id.encode())
             stats.messages += len(athletes)
             stats.frames += len(athletes) * n
             if metrics:

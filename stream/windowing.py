@@ -1,8 +1,12 @@
 """Per-athlete event-time windowing. Pure logic: no Kafka, no Redis, no clock of its own.
 
 Frames live on an absolute grid: frame index ``k`` has event time ``k / hz``, and a batch's
-frames occupy ``round(t0 * hz) + 0..N-1``. Windows end on the hop grid (``end % hop == 0``)
-and cover ``[end - window, end)``.
+frames occupy ``round(t0 * hz) + 0..N-1``. Windows end on the athlete's hop grid
+(``end % hop == phase(athlete_id)``) and cover ``[end - window, end)``. The phase is a stable
+hash of the athlete id (:meth:`WindowConfig.phase`, 0 for every athlete with ``stagger=False``):
+the same on every worker, after every restart and replay, so a window's identity
+``(athlete_id, end)`` never changes; and the athletes' windows end spread over the hop, not all
+at one instant, so a worker gets a steady stream of work instead of one burst per hop.
 
 Rules (stated once, tested by property tests):
 - **Emission.** A window is emitted as soon as all its frames are present, or once the
@@ -31,6 +35,7 @@ Rules (stated once, tested by property tests):
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +54,7 @@ class WindowConfig:
     max_missing_fraction: float = 0.2
     max_gap_s: float = 0.25
     idle_timeout_s: float = 10.0
+    stagger: bool = True
 
     @property
     def window(self) -> int:
@@ -65,6 +71,23 @@ class WindowConfig:
     @property
     def max_gap(self) -> int:
         return round(self.max_gap_s * self.hz)
+
+    def phase(self, athlete_id: str) -> int:
+        """Where this athlete's windows end within the hop (``end % hop``, frames)."""
+        return grid_phase(athlete_id, self.hop) if self.stagger else 0
+
+
+def grid_phase(athlete_id: str, hop: int) -> int:
+    """CRC-32 of the id modulo the hop (frames): any producer can compute it, and cut its
+    messages on the athlete's window ends, so a window completes the moment its message arrives."""
+    return zlib.crc32(athlete_id.encode()) % hop
+
+
+def message_shift(athlete_id: str, hop: int, frames_per_message: int) -> int:
+    """Frames past the absolute grid at which a producer of ``frames_per_message``-frame messages
+    starts this athlete's, so that they end on its window ends (when the length divides the hop);
+    below one message length, so every athlete's message ``k`` is due within one interval."""
+    return grid_phase(athlete_id, hop) % min(frames_per_message, hop) if hop else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +141,7 @@ class AthleteBuffer:
         self.athlete_id = athlete_id
         self.session_id = session_id
         self.cfg = cfg
+        self.phase = cfg.phase(athlete_id)
         self.cap = 2 * cfg.window + cfg.grace + cfg.hop
         self.data = np.zeros((self.cap, N_CHANNELS), dtype=np.float32)
         self.slot_index = np.full(self.cap, -1, dtype=np.int64)  # frame index held by each slot
@@ -133,7 +157,7 @@ class AthleteBuffer:
     # -- helpers -----------------------------------------------------------------------
     def _first_end(self) -> int:
         w, h = self.cfg.window, self.cfg.hop
-        return -(-(self.min_seen + w) // h) * h  # ceil to the hop grid
+        return -(-(self.min_seen + w - self.phase) // h) * h + self.phase  # ceil to the athlete's hop grid
 
     def _watermark(self) -> int:
         return self.max_seen - self.cfg.grace

@@ -38,7 +38,7 @@ from stream.publisher import ScorePublisher
 from stream.settings import WorkerSettings
 from stream.sinks.base import Scored
 from stream.sinks.redis import RedisSink, connect
-from stream.windowing import Offer, WindowConfig, Windower
+from stream.windowing import Offer, Windower
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,6 @@ log = logging.getLogger(__name__)
 DLQ_ORIGINAL_MAX = 256 * 1024
 FORGET_AFTER_S = 300.0  # per-athlete state of an athlete silent this long is dropped
 EXIT_BROKER_RESET = 75  # EX_TEMPFAIL: the broker lost its log; restart the worker (compose/k8s do)
-
-
-def window_config(s: WorkerSettings) -> WindowConfig:
-    return WindowConfig(hz=s.hz, window_s=s.window_s, hop_s=s.hop_s, grace_s=s.grace_s,
-                        max_missing_fraction=s.max_missing_fraction, max_gap_s=s.max_gap_s,
-                        idle_timeout_s=s.idle_timeout_s)
 
 
 def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.App:
@@ -76,7 +70,7 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         loghandlers=[],
     )
     metrics = WorkerMetrics()
-    windower = Windower(window_config(settings))
+    windower = Windower(settings.window_config())
     intake = Intake(windower, hz=settings.hz, clock=ClockLimits(settings.max_clock_skew_s, settings.max_age_s))
     batcher: MicroBatcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000, maxsize=8 * settings.max_batch)
     executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
@@ -111,7 +105,7 @@ def create_app(settings: WorkerSettings, scorer, *, image_cache=None) -> faust.A
         levels=Levels(settings.level_moderate, settings.level_high),
         executor=executor, metrics=metrics,
         images=ImageLookup(image_cache, metrics) if image_cache is not None else None,
-        hop=window_config(settings).hop,
+        hop=settings.window_config().hop,
     )
 
     if image_cache is not None:

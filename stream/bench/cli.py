@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=("json", "binary"), default="json")
     p.add_argument("--frames-per-message", type=int, default=10)
     p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--no-stagger", dest="stagger", action="store_false",
+                   help="every athlete's windows end at the same instant (window_stagger=false): one burst per hop")
     p.add_argument("--model-dir", type=Path, default=BenchConfig.model_dir)
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--inference-threads", type=int, default=2)

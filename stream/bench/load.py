@@ -7,15 +7,20 @@ producer (librdkafka via ``confluent-kafka``) keeps up with any worker on the sa
 The bytes are exactly what :func:`schemas.codec.encode_frames` writes (JSON or binary),
 so the worker validates them the same way.
 
-Batch ``k`` of an athlete holds frames ``k*F .. k*F+F-1`` on the absolute 100 Hz grid
-(``t0 = k*F/hz``, ``seq = k``), so seqs keep increasing across producer processes and
-window ends (multiples of the hop) fall on batch ends.
+Batch ``k`` of athlete ``i`` holds frames ``k*F + s_i .. k*F + s_i + F-1`` on the absolute
+100 Hz grid (``t0 = (k*F + s_i)/hz``, ``seq = k``), so seqs keep increasing across producer
+processes. The shift ``s_i`` (:meth:`LoadSpec.shift`) follows the athlete's window phase
+(:func:`stream.windowing.message_shift` with ``phase_hop``, the worker's staggered grid), or is 0
+for every athlete with ``phase_hop=0`` (the worker's ``window_stagger=false``); either way the
+athlete's window ends fall on batch ends when the message length divides the hop.
 
 - :func:`preload` writes a backlog as fast as possible (event times in the past);
-- :func:`run_paced` sends every athlete's batch ``k`` once its frames have happened, at
-  wall time ``(k + 1) * F / hz``, like the simulator; it reports progress (messages
-  acknowledged per partition, how late it is) as JSON lines when run as
-  ``python -m stream.bench.load`` so the bench can tell a slow worker from a slow producer.
+- :func:`run_paced` sends each athlete's batch ``k`` once its frames have happened, at wall
+  time ``((k + 1)*F + s_i) / hz``, like a sensor; with staggered phases the athletes' messages
+  spread over the hop, with ``phase_hop=0`` they all go at once (the worst case: one burst per
+  hop). It reports progress (messages acknowledged per partition, how late it is) as JSON
+  lines when run as ``python -m stream.bench.load`` so the bench can tell a slow worker from a
+  slow producer.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import orjson
 from schemas import topics
 from schemas.codec import BINARY_MAGIC
 from stream.exceptions import StreamError
+from stream.windowing import message_shift
 
 ENCODINGS = ("json", "binary")
 
@@ -49,6 +55,7 @@ class LoadSpec:
     profiles: int = 8        # distinct synthetic gait sources; athlete i uses profile i % profiles
     pool_s: float = 20.0     # seconds of frames per profile, cycled
     seed: int = 7
+    phase_hop: int = 0       # frames; >0: shift athlete i's messages onto its staggered window grid of this hop
 
     def __post_init__(self) -> None:
         if self.athletes < 1:
@@ -69,6 +76,10 @@ class LoadSpec:
 
     def athlete_id(self, i: int) -> str:
         return f"{self.prefix}-{i + 1:05d}"
+
+    def shift(self, i: int) -> int:
+        """Frames by which athlete ``i``'s messages are shifted from the absolute grid."""
+        return message_shift(self.athlete_id(i), self.phase_hop, self.frames_per_message)
 
 
 def frame_pool(spec: LoadSpec) -> np.ndarray:
@@ -114,18 +125,19 @@ class MessageFactory:
                 + b',"hz":' + hz + b',"absent":[],"seq":'
             )
         self._offset = [(i * 37) % self.n_blocks for i in range(spec.athletes)]  # decorrelate athletes of a profile
+        self._shift = [spec.shift(i) for i in range(spec.athletes)]
 
     def key(self, i: int) -> bytes:
         return self._keys[i]
 
-    def t0(self, k: int) -> float:
-        return k * self.spec.frames_per_message / self.spec.hz
+    def t0(self, i: int, k: int) -> float:
+        return (k * self.spec.frames_per_message + self._shift[i]) / self.spec.hz
 
     def frames(self, i: int, k: int) -> bytes:
         return self._blocks[i % self.n_profiles][(k + self._offset[i]) % self.n_blocks]
 
     def message(self, i: int, k: int) -> bytes:
-        head = self._heads[i] + str(k).encode() + b',"t0":' + orjson.dumps(self.t0(k))
+        head = self._heads[i] + str(k).encode() + b',"t0":' + orjson.dumps(self.t0(i, k))
         if self._binary:
             head += self._tail
             return BINARY_MAGIC + len(head).to_bytes(4, "little") + head + self.frames(i, k)
@@ -206,9 +218,14 @@ def preload(bootstrap: str, factory: MessageFactory, *, batches: int, first_k: i
 def run_paced(bootstrap: str, factory: MessageFactory, *, duration_s: float, topic: str = topics.FRAMES,
               on_report: Callable[[dict], None] | None = None, report_every_s: float = 0.5,
               stop: Callable[[], bool] | None = None) -> ProduceStats:
-    """Send each athlete's batch ``k`` at wall time ``(k + 1) * F / hz`` for ``duration_s`` seconds."""
+    """Send athlete ``i``'s batch ``k`` at wall time ``((k + 1) * F + s_i) / hz`` for ``duration_s``
+    seconds; every athlete's batch ``k`` goes out before any batch ``k + 1``."""
     spec = factory.spec
     dt = spec.batch_s
+    groups: dict[int, list[int]] = {}
+    for i in range(spec.athletes):
+        groups.setdefault(spec.shift(i), []).append(i)
+    schedule = sorted(groups.items())  # (shift in frames, athletes), earliest first
     stats = ProduceStats(started=time.time())
     producer = make_producer(bootstrap, stats)
     k = k0 = math.ceil(time.time() / dt)  # the first batch starts on the grid after now
@@ -218,17 +235,18 @@ def run_paced(bootstrap: str, factory: MessageFactory, *, duration_s: float, top
     t = time.perf_counter()
     try:
         while (stop is None or not stop()):
-            due = (k + 1) * dt
-            if due > end:
+            if (k + 1) * dt + schedule[-1][0] / spec.hz > end:
                 break
-            while (wait := due - time.time()) > 0:
-                producer.poll(min(wait, 0.05))  # serve delivery reports while waiting
-            behind = time.time() - due
-            behind_window = max(behind_window, behind)
-            stats.max_behind_s = max(stats.max_behind_s, behind)
-            for i in range(spec.athletes):
-                _produce(producer, topic, factory.key(i), factory.message(i, k))
-            producer.poll(0)
+            for shift, members in schedule:
+                due = (k + 1) * dt + shift / spec.hz
+                while (wait := due - time.time()) > 0:
+                    producer.poll(min(wait, 0.05))  # serve delivery reports while waiting
+                behind = time.time() - due
+                behind_window = max(behind_window, behind)
+                stats.max_behind_s = max(stats.max_behind_s, behind)
+                for i in members:
+                    _produce(producer, topic, factory.key(i), factory.message(i, k))
+                producer.poll(0)
             stats.messages += spec.athletes
             k += 1
             now = time.time()
@@ -265,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--session", default="bench")
     p.add_argument("--prefix", default="bench")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--phase-hop", type=int, default=0,
+                   help="frames; shift each athlete's messages onto its staggered window grid (0: all at once)")
     args = p.parse_args(argv)
     spec = LoadSpec(athletes=args.athletes, hz=args.hz, frames_per_message=args.frames_per_message,
-                    encoding=args.encoding, session_id=args.session, prefix=args.prefix, seed=args.seed)
+                    encoding=args.encoding, session_id=args.session, prefix=args.prefix, seed=args.seed,
+                    phase_hop=args.phase_hop)
     factory = MessageFactory(spec)
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__("now", True))

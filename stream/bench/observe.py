@@ -167,10 +167,10 @@ class LoadProcess:
     """``python -m stream.bench.load`` in a child process; its JSON progress lines are kept."""
 
     def __init__(self, bootstrap: str, *, athletes: int, duration_s: float, prefix: str, session: str,
-                 encoding: str, frames_per_message: int, hz: float, log: Path, cwd: Path) -> None:
+                 encoding: str, frames_per_message: int, hz: float, phase_hop: int, log: Path, cwd: Path) -> None:
         argv = [sys.executable, "-m", "stream.bench.load", "--bootstrap", bootstrap, "--athletes", str(athletes),
                 "--duration", str(duration_s), "--prefix", prefix, "--session", session, "--encoding", encoding,
-                "--frames-per-message", str(frames_per_message), "--hz", str(hz)]
+                "--frames-per-message", str(frames_per_message), "--hz", str(hz), "--phase-hop", str(phase_hop)]
         self._err = log.open("wb")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._err, cwd=cwd, start_new_session=True)
         self.reports: list[dict] = []

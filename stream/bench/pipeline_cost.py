@@ -32,11 +32,10 @@ async def measure(athletes: int, hops: int, batch: int, redis_url: str, model_di
     from stream.settings import WorkerSettings
     from stream.sinks.redis import RedisSink, connect
     from stream.windowing import Windower
-    from stream.worker import window_config
 
     s = WorkerSettings()
-    cfg = window_config(s)
-    spec = LoadSpec(athletes=athletes, frames_per_message=cfg.hop, encoding="binary")
+    cfg = s.window_config()
+    spec = LoadSpec(athletes=athletes, frames_per_message=cfg.hop, encoding="binary", phase_hop=cfg.hop if cfg.stagger else 0)
     factory = MessageFactory(spec)
     if model_dir is not None:
         scorer = NullScorer.from_artifact(model_dir)
@@ -61,7 +60,7 @@ async def measure(athletes: int, hops: int, batch: int, redis_url: str, model_di
     try:
         for k in range(warm + hops):
             msgs = [(factory.key(i), factory.message(i, k)) for i in range(athletes)]
-            now = factory.t0(k) + 1.0
+            now = factory.t0(0, k) + 1.0
             t0 = time.perf_counter()
             ready = []
             for key, raw in msgs:

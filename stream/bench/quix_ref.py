@@ -153,7 +153,7 @@ def build(settings: WorkerSettings, scorer, *, commit_interval_s: float | None =
         loglevel=settings.log_level.upper(),
     )
     metrics = WorkerMetrics()
-    windower = Windower(_window_config(settings))
+    windower = Windower(settings.window_config())
     intake = Intake(windower, hz=settings.hz, clock=ClockLimits(settings.max_clock_skew_s, settings.max_age_s))
     producer = app.get_producer()
 
@@ -196,14 +196,6 @@ def build(settings: WorkerSettings, scorer, *, commit_interval_s: float | None =
     sdf = app.dataframe(frames).apply(window_step, expand=True, metadata=True)
     sdf.sink(sink)
     return app, sink, metrics
-
-
-def _window_config(settings: WorkerSettings):
-    from stream.windowing import WindowConfig
-
-    return WindowConfig(hz=settings.hz, window_s=settings.window_s, hop_s=settings.hop_s, grace_s=settings.grace_s,
-                        max_missing_fraction=settings.max_missing_fraction, max_gap_s=settings.max_gap_s,
-                        idle_timeout_s=settings.idle_timeout_s)
 
 
 def load_scorer(settings: WorkerSettings):

@@ -97,7 +97,11 @@ def render_markdown(results: dict, plot: Path | None = None) -> str:
     out = [f"# Stream benchmark {results.get('started', '')}", "",
            f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Python {m['python']}; "
            f"versions {m['versions']}; Quix Streams {results.get('quix', {}).get('version')}. "
-           f"Load average at start {results.get('loadavg_start')}, at end {results.get('loadavg_end')}.", ""]
+           f"Load average at start {results.get('loadavg_start')}, at end {results.get('loadavg_end')}.", "",
+           "Window grid: " + ("staggered (each athlete's windows end at its own phase of the hop; its messages are "
+                              "cut on its window ends)" if results["config"].get("stagger", False) else
+                              "aligned (every athlete's window ends at the same instant: one burst of messages per "
+                              "hop)") + ".", ""]
     if "inference" in results:
         out += ["## Inference-bound limit", "", render_inference(results["inference"]), ""]
     if "drain" in results:

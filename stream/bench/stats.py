@@ -61,29 +61,30 @@ def lag_growth(samples: Sequence[tuple[float, float]], bucket_s: float = 5.0) ->
     return (min(last) - min(first)) / (t_last - t_first - bucket_s)
 
 
-def window_ends(start: float, stop: float, hop_s: float) -> list[float]:
-    """Hop-grid window ends ``e`` with ``start <= e <= stop`` (event time, seconds)."""
-    first = math.ceil(round(start / hop_s, 9))
-    last = math.floor(round(stop / hop_s, 9))
-    return [k * hop_s for k in range(first, last + 1)]
+def window_ends(start: float, stop: float, hop_s: float, offset_s: float = 0.0) -> list[float]:
+    """Window ends ``e = k * hop_s + offset_s`` with ``start <= e <= stop`` (event time, seconds);
+    ``offset_s`` is the athlete's grid phase."""
+    first = math.ceil(round((start - offset_s) / hop_s, 9))
+    last = math.floor(round((stop - offset_s) / hop_s, 9))
+    return [k * hop_s + offset_s for k in range(first, last + 1)]
 
 
-def latencies(seen: dict[tuple[str, int], float], athletes: Iterable[str], ends: Iterable[float],
-              frame_s: float) -> list[float]:
-    """For every expected (athlete, window end): when it was seen minus the event time of the
-    window's last frame (``end - frame_s``); ``inf`` for a window never seen."""
+def latencies(seen: dict[tuple[str, int], float], ends: dict[str, list[float]], frame_s: float) -> list[float]:
+    """For every expected window (``ends``: athlete -> its window ends): when it was seen minus
+    the event time of the window's last frame (``end - frame_s``); ``inf`` for one never seen."""
     out = []
-    ends = list(ends)
-    for a in athletes:
-        for e in ends:
+    for a, athlete_ends in ends.items():
+        for e in athlete_ends:
             t = seen.get((a, round(e * 1000)))
             out.append(math.inf if t is None else t - (e - frame_s))
     return out
 
 
-def expected_windows(cfg: WindowConfig, *, batches: int, frames_per_message: int, first_k: int) -> int:
+def expected_windows(cfg: WindowConfig, *, batches: int, frames_per_message: int, first_k: int,
+                     athlete_id: str = "a", shift: int = 0) -> int:
     """Windows one athlete's in-order stream releases by the watermark alone (no silence flush),
-    computed with the real :class:`Windower`."""
+    computed with the real :class:`Windower`: batch ``k`` holds frames ``k * F + shift ..``, as
+    the bench's load sends them (``LoadSpec.shift``); the athlete id sets the window phase."""
     import numpy as np
 
     from schemas.channels import N_CHANNELS
@@ -93,7 +94,7 @@ def expected_windows(cfg: WindowConfig, *, batches: int, frames_per_message: int
     frames = np.zeros((frames_per_message, N_CHANNELS), np.float32)
     n = 0
     for k in range(first_k, first_k + batches):
-        b = Batch("a", "s", "x", k, k * frames_per_message / cfg.hz, cfg.hz, frames, ())
+        b = Batch(athlete_id, "s", "x", k, (k * frames_per_message + shift) / cfg.hz, cfg.hz, frames, ())
         n += len(w.offer(b, 0.0).windows)
     return n
 

@@ -97,17 +97,24 @@ class BenchConfig:
     profile: str | None = None
     profile_seconds: float | None = None
     inference_probe: bool = True
+    stagger: bool = True             # the worker's window_stagger; False: every athlete's window ends at once
     out_dir: Path = Path("runs/bench-stream")
 
     def window_config(self) -> WindowConfig:
-        return WindowConfig(hz=self.hz)
+        return WindowConfig(hz=self.hz, stagger=self.stagger)
+
+    @property
+    def phase_hop(self) -> int:
+        """The load cuts each athlete's messages on its window grid: staggered, or all at once."""
+        return self.window_config().hop if self.stagger else 0
 
     def settings_env(self, **extra: str) -> dict[str, str]:
         env = {"INJURY_MONITOR_MODEL_DIR": str(Path(self.model_dir).resolve()),
                "INJURY_MONITOR_BACKEND": self.backend,
                "INJURY_MONITOR_INFERENCE_THREADS": str(self.inference_threads),
                "INJURY_MONITOR_PARTITIONS": str(self.partitions), "INJURY_MONITOR_HZ": str(self.hz),
-               "INJURY_MONITOR_LOG_LEVEL": "WARNING"}
+               "INJURY_MONITOR_LOG_LEVEL": "WARNING",
+               "INJURY_MONITOR_WINDOW_STAGGER": "true" if self.stagger else "false"}
         if self.max_batch is not None:
             env["INJURY_MONITOR_MAX_BATCH"] = str(self.max_batch)
         if self.max_wait_ms is not None:
@@ -333,16 +340,22 @@ def run_drain(cfg: BenchConfig, services: Services, quix: Path | None) -> dict:
     services.fresh()
     services.ensure_topics(cfg.partitions)
     spec = LoadSpec(athletes=cfg.drain_athletes, hz=cfg.hz, frames_per_message=cfg.frames_per_message,
-                    encoding=cfg.encoding, session_id="drain", prefix="drain")
+                    encoding=cfg.encoding, session_id="drain", prefix="drain", phase_hop=cfg.phase_hop)
     factory = MessageFactory(spec)
     batches = max(1, round(cfg.drain_seconds / spec.batch_s))
     per_hop = max(1, round(cfg.window_config().hop_s / spec.batch_s))
     first_k = math.floor((time.time() - cfg.drain_seconds - 120) / spec.batch_s / per_hop) * per_hop  # past, hop grid
     produced = preload(services.bootstrap, factory, batches=batches, first_k=first_k)
-    per_athlete = expected_windows(cfg.window_config(), batches=batches, frames_per_message=spec.frames_per_message,
-                                   first_k=first_k)
-    total_windows = per_athlete * spec.athletes
+    grid = cfg.window_config()
     athletes = [spec.athlete_id(i) for i in range(spec.athletes)]
+    counts: dict[tuple[int, int], int] = {}  # (window phase, message shift) -> windows of such an athlete
+    total_windows = 0
+    for i, a in enumerate(athletes):
+        key = (grid.phase(a), spec.shift(i))
+        if key not in counts:
+            counts[key] = expected_windows(grid, batches=batches, frames_per_message=spec.frames_per_message,
+                                           first_k=first_k, athlete_id=a, shift=spec.shift(i))
+        total_windows += counts[key]
     log.info("drain: %d messages (%d frames) preloaded at %.0f msg/s; %d windows expected",
              produced.messages, produced.frames, produced.messages_per_s, total_windows)
     out = {"athletes": spec.athletes, "seconds": cfg.drain_seconds, "messages": produced.messages,
@@ -530,7 +543,8 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
         risk.assigned.wait(10)
         load = LoadProcess(services.bootstrap, athletes=n, duration_s=cfg.warmup_s + measure_s, prefix=prefix,
                            session=f"live{step}", encoding=cfg.encoding, frames_per_message=cfg.frames_per_message,
-                           hz=cfg.hz, log=cfg.out_dir / "logs" / f"{group}-load.log", cwd=cmod.ROOT)
+                           hz=cfg.hz, phase_hop=cfg.phase_hop, log=cfg.out_dir / "logs" / f"{group}-load.log",
+                           cwd=cmod.ROOT)
         load.ready.wait(60)
         t_load = time.time()
         while load.proc.poll() is None:
@@ -566,14 +580,20 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
     frame_s = 1.0 / cfg.hz
     hop_s = cfg.window_config().hop_s
     batch_s = cfg.frames_per_message / cfg.hz
-    first_k, last_k = load.reports[-1]["k0"], load.reports[-1]["k"]  # the last batch sent ends at last_k * batch_s
+    first_k, last_k = load.reports[-1]["k0"], load.reports[-1]["k"]  # athlete i's last batch ends at last_k * batch_s + s_i
     t_measure = t_load + cfg.warmup_s
     first_end = first_k * batch_s + cfg.window_config().window_s  # no window ends before 2 s of data exist
-    ends = window_ends(max(t_measure, first_end), last_k * batch_s, hop_s)
-    lat_kafka = latencies(risk.seen, athletes, ends, frame_s)
-    lat_sent = latencies(risk.created, athletes, ends, frame_s)
-    lat_redis = latencies(redis_obs.seen, sample, ends, frame_s)
-    stage = [redis_obs.stages[k] for k in ((a, round(e * 1000)) for a in sample for e in ends) if k in redis_obs.stages]
+    grid = cfg.window_config()
+    spec = LoadSpec(athletes=n, hz=cfg.hz, frames_per_message=cfg.frames_per_message, prefix=prefix,
+                    phase_hop=cfg.phase_hop)  # as the load process has it: the shift of each athlete's messages
+    ends = {}
+    for i, a in enumerate(athletes):
+        shift = spec.shift(i) * frame_s
+        ends[a] = window_ends(max(t_measure, first_end + shift), last_k * batch_s + shift, hop_s, grid.phase(a) * frame_s)
+    lat_kafka = latencies(risk.seen, ends, frame_s)
+    lat_sent = latencies(risk.created, ends, frame_s)
+    lat_redis = latencies(redis_obs.seen, {a: ends[a] for a in sample}, frame_s)
+    stage = [redis_obs.stages[k] for k in ((a, round(e * 1000)) for a in sample for e in ends[a]) if k in redis_obs.stages]
     arrive, build = [v[0] for v in stage], [v[1] for v in stage]
     measured_lag = [(t, v) for t, v in lag if t >= t_measure]
     growth = lag_growth(measured_lag)
@@ -581,7 +601,7 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
     behind = max((r.get("behind_s", 0.0) for r in load.reports if r.get("t", 0) >= t_load + 1.0), default=0.0)
     ms = lambda v: None if v is None or math.isnan(v) else (v if math.isinf(v) else round(v * 1000, 1))  # noqa: E731
     res.update({
-        "windows_expected": len(athletes) * len(ends), "windows_seen_kafka": sum(1 for v in lat_kafka if v != math.inf),
+        "windows_expected": sum(map(len, ends.values())), "windows_seen_kafka": sum(1 for v in lat_kafka if v != math.inf),
         "p50_kafka_ms": ms(percentile(lat_kafka, 50)), "p99_kafka_ms": ms(percentile(lat_kafka, 99)),
         "p50_sent_ms": ms(percentile(lat_sent, 50)), "p99_sent_ms": ms(percentile(lat_sent, 99)),
         "p50_redis_ms": ms(percentile(lat_redis, 50)), "p99_redis_ms": ms(percentile(lat_redis, 99)),

@@ -82,6 +82,15 @@ def log_count(worker: WorkerProc, pattern: str) -> int:
     return len(re.findall(pattern, worker.log.read_text(errors="replace")))
 
 
+def same_phase_id(prefix: str, like: str) -> str:
+    """An athlete id starting with ``prefix`` whose windows end where ``like``'s do (the same
+    phase of the staggered hop grid), so the two can be compared window by window."""
+    from stream.windowing import WindowConfig
+
+    cfg = WindowConfig()
+    return next(f"{prefix}-{i}" for i in range(10_000) if cfg.phase(f"{prefix}-{i}") == cfg.phase(like))
+
+
 class Feeder:
     """The simulator (``stream.simulator.simulate``) in a background thread, stoppable."""
 

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from schemas import keys, topics
 from stream.embedded import EmbeddedBroker
+from stream.windowing import WindowConfig
 
 from .harness import Feeder, Supervisor, history_ends, read_topic, risk_ids, wait_for
 
@@ -78,7 +79,8 @@ def test_broker_restart_worker_exits_75_restarts_and_every_athlete_resumes(mod_r
             frames = covered[a]
             # windows whose 200 frames all reached the new log after the restart: the worker's to score
             first = min(frames)
-            due = [e for e in range(first + 200 + (-(first + 200)) % 50, max(frames) - 150, 50)
+            phase = WindowConfig().phase(a)  # the athlete's window ends: e % 50 == phase
+            due = [e for e in range(first + 200 + (phase - (first + 200)) % 50, max(frames) - 150, 50)
                    if all(f in frames for f in range(e - 200, e, 10))]
             worker_lost[a] = sum(1 for e in due if e not in have)
             t0s = sorted(frames)

@@ -53,12 +53,14 @@ def _stream_three(broker, redis_server, start_worker, model_dir, prefix: str, in
     """Stream three athletes with the very same sensor frames ({prefix}-lesion, -none, -normal);
     once all are scored, ``ingest(athlete, lesion)`` gives -lesion and -normal a study. Returns
     each athlete's scores made after the ingest, by window end."""
-    worker = start_worker(broker.url, redis_server.url, extra_env={"INJURY_MONITOR_MODEL_DIR": str(model_dir)})
+    # one window grid for all three (no stagger), so their windows hold the same frames and end together
+    worker = start_worker(broker.url, redis_server.url, extra_env={"INJURY_MONITOR_MODEL_DIR": str(model_dir),
+                                                                   "INJURY_MONITOR_WINDOW_STAGGER": "false"})
     profile = AthleteProfile(valgus_bias=0.4, asymmetry=0.08, stiffness=0.4, fatigue_rate=0.5)
     names = {k: f"{prefix}-{k}" for k in ("lesion", "none", "normal")}
     athletes = [SimAthlete(a, GaitStream(profile, seed=11)) for a in names.values()]
     stop = asyncio.Event()
-    sim = SimulatorSettings(kafka_url=broker.url, duration_s=45.0)
+    sim = SimulatorSettings(kafka_url=broker.url, duration_s=45.0, phase_hop_s=0)
     thread = threading.Thread(target=lambda: asyncio.run(simulate(sim, athletes=athletes, stop=stop)), daemon=True)
     thread.start()
 

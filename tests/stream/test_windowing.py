@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.channels import N_CHANNELS
 from schemas.codec import Batch
 from schemas.rejected import Reason
-from stream.windowing import AthleteBuffer, WindowConfig, Windower
+from stream.windowing import AthleteBuffer, WindowConfig, Windower, message_shift
 
 HZ = 100.0
 T0 = 1_700_000_000.0  # on the frame grid
@@ -32,17 +35,60 @@ def feed(win: Windower, batches, now=0.0):
     return windows, skipped, reasons
 
 
-def test_first_window_after_grace_then_every_hop():
-    cfg = WindowConfig()
+@pytest.mark.parametrize("stagger", [True, False])
+def test_first_window_after_grace_then_every_hop(stagger):
+    cfg = WindowConfig(stagger=stagger)
     win = Windower(cfg)
     windows, skipped, reasons = feed(win, [make_batch(i) for i in range(60)])  # 6 s
     assert all(r is None for r in reasons) and not skipped
     ends = [w.end_index for w in windows]
-    assert ends[0] % cfg.hop == 0 and np.all(np.diff(ends) == cfg.hop)
+    assert ends[0] % cfg.hop == cfg.phase("a1") and np.all(np.diff(ends) == cfg.hop)
     assert windows[0].data.shape == (200, N_CHANNELS)
-    # the first window waited for the watermark, later ones were emitted as soon as complete
-    assert ends[-1] == round(T0 * HZ) + 600
-    assert windows[-1].end == (round(T0 * HZ) + 600) / HZ
+    # the first window waited for the watermark, later ones were emitted as soon as complete:
+    # the last is the newest one the 6 s of frames complete
+    newest = round(T0 * HZ) + 600
+    assert ends[-1] == newest - (newest - cfg.phase("a1")) % cfg.hop
+    assert windows[-1].end == ends[-1] / HZ
+
+
+def test_each_athlete_has_its_own_phase_of_the_hop():
+    cfg = WindowConfig()
+    ids = [f"athlete-{i:03d}" for i in range(200)]
+    assert cfg.phase("a1") == zlib.crc32(b"a1") % cfg.hop  # the contract producers can compute
+    assert len({cfg.phase(a) for a in ids}) > 40  # spread over the 50 frames of the hop
+    assert {WindowConfig(stagger=False).phase(a) for a in ids} == {0}
+    for a in ids[:20]:
+        win = Windower(cfg)
+        out, _, _ = feed(win, [make_batch(i, athlete=a) for i in range(40)])
+        assert out and {w.end_index % cfg.hop for w in out} == {cfg.phase(a)}
+
+
+@pytest.mark.parametrize("frames", [10, 25, 50, 100])
+def test_message_shift_puts_message_ends_on_the_window_ends(frames):
+    cfg = WindowConfig()
+    for a in (f"athlete-{i}" for i in range(30)):
+        s = message_shift(a, cfg.hop, frames)
+        assert 0 <= s < min(frames, cfg.hop)
+        message_ends = {s + frames * k for k in range(1, 40)}
+        window_ends = {cfg.phase(a) + cfg.hop * k for k in range(1, 40)}
+        common = window_ends & message_ends
+        if cfg.hop % frames == 0:  # short messages: every window end is a message end
+            assert {e for e in window_ends if e <= max(message_ends)} <= common
+        else:  # long ones (a multiple of the hop): every message end is a window end
+            assert {e for e in message_ends if e <= max(window_ends)} <= common
+    assert message_shift("a1", 0, frames) == 0
+
+
+def test_messages_cut_on_the_athletes_grid_complete_a_window_each():
+    """A producer that shifts its 50-frame messages by the phase gets one window per message,
+    released by the message that holds its last frame."""
+    cfg = WindowConfig()
+    a = "athlete-007"
+    shift = cfg.phase(a) / HZ
+    win = Windower(cfg)
+    released = [len(win.offer(make_batch(i, n=50, athlete=a, t0=T0 + shift), 0.0).windows) for i in range(12)]
+    # the first window waits for the grace period (1 s past its end), then each message completes one
+    assert released[:7] == [0] * 6 + [4] and released[7:] == [1] * 5
 
 
 def test_duplicate_and_late_and_seq_regression_are_rejected():
@@ -56,7 +102,7 @@ def test_duplicate_and_late_and_seq_regression_are_rejected():
 
 
 def test_gap_interpolated_or_skipped():
-    cfg = WindowConfig()
+    cfg = WindowConfig(stagger=False)
     win = Windower(cfg)
     short_gap = [make_batch(i) for i in range(60) if i != 30]  # 0.1 s missing
     windows, skipped, _ = feed(win, short_gap)

@@ -52,23 +52,33 @@ def test_window_ends_are_on_the_hop_grid():
     assert window_ends(10.2, 11.5, 0.5) == [10.5, 11.0, 11.5]
     assert window_ends(10.0, 10.0, 0.5) == [10.0]
     assert window_ends(1795678000.1, 1795678001.0, 0.5) == [1795678000.5, 1795678001.0]
+    # an athlete's staggered grid: ends at k * hop + its phase
+    assert window_ends(10.2, 11.5, 0.5, 0.37) == pytest.approx([10.37, 10.87, 11.37])
 
 
 def test_latencies_measure_from_the_last_frame_and_mark_missing_windows():
     seen = {("a", 10_500): 10.6, ("b", 10_500): 10.52}
-    out = latencies(seen, ["a", "b"], [10.5, 11.0], frame_s=0.01)
+    out = latencies(seen, {"a": [10.5, 11.0], "b": [10.5, 11.0]}, frame_s=0.01)
     assert out[0] == pytest.approx(0.11) and out[2] == pytest.approx(0.03)
     assert out[1] == math.inf and out[3] == math.inf
 
 
 def test_expected_windows_matches_the_windower():
-    cfg = WindowConfig()  # 2 s window, 0.5 s hop, 1 s grace at 100 Hz
+    cfg = WindowConfig(stagger=False)  # 2 s window, 0.5 s hop, 1 s grace at 100 Hz
     # the first window (end 2.0) waits for the watermark (newest frame - 1 s grace), later ones
     # leave as soon as they are complete: 10 s of frames -> ends 2.0 .. 10.0
     assert expected_windows(cfg, batches=100, frames_per_message=10, first_k=0) == 17
     assert expected_windows(cfg, batches=30, frames_per_message=10, first_k=0) == 0  # newest 2.99 s: 1.99 < 2.0
     assert expected_windows(cfg, batches=31, frames_per_message=10, first_k=0) == 3  # 2.0, 2.5, 3.0
     assert expected_windows(cfg, batches=100, frames_per_message=50, first_k=7) == 97  # frames 3.5-53.5 s: ends 5.5 .. 53.5
+    # staggered: messages shifted by the athlete's phase give the same windows, on its own grid
+    staggered = WindowConfig()
+    for a in ("a", "b", "athlete-42"):
+        shift = staggered.phase(a)
+        assert expected_windows(staggered, batches=100, frames_per_message=50, first_k=7, athlete_id=a,
+                                shift=shift) == 97
+        assert expected_windows(staggered, batches=100, frames_per_message=10, first_k=0, athlete_id=a,
+                                shift=shift % 10) in (16, 17)  # 10-frame messages: the edges move by < 0.1 s
 
 
 PROM = """# HELP injury_messages_total FrameBatch messages consumed
