@@ -520,7 +520,9 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
     services.fresh()
     services.ensure_topics(cfg.partitions)
     prefix = f"s{step:03d}"
-    athletes = [f"{prefix}-{i + 1:05d}" for i in range(n)]
+    spec = LoadSpec(athletes=n, hz=cfg.hz, frames_per_message=cfg.frames_per_message, prefix=prefix,
+                    phase_hop=cfg.phase_hop)  # as the load process has it: ids and each athlete's message shift
+    athletes = [spec.athlete_id(i) for i in range(n)]
     group = f"live-{kind}-{step}"
     offsets = CommittedOffsets(services.bootstrap, group, cfg.partitions)
     base: dict[int, int] = {}
@@ -578,14 +580,12 @@ def live_step(cfg: BenchConfig, services: Services, quix: Path | None, kind: str
         return res
 
     frame_s = 1.0 / cfg.hz
-    hop_s = cfg.window_config().hop_s
+    grid = cfg.window_config()
+    hop_s = grid.hop_s
     batch_s = cfg.frames_per_message / cfg.hz
     first_k, last_k = load.reports[-1]["k0"], load.reports[-1]["k"]  # athlete i's last batch ends at last_k * batch_s + s_i
     t_measure = t_load + cfg.warmup_s
-    first_end = first_k * batch_s + cfg.window_config().window_s  # no window ends before 2 s of data exist
-    grid = cfg.window_config()
-    spec = LoadSpec(athletes=n, hz=cfg.hz, frames_per_message=cfg.frames_per_message, prefix=prefix,
-                    phase_hop=cfg.phase_hop)  # as the load process has it: the shift of each athlete's messages
+    first_end = first_k * batch_s + grid.window_s  # no window ends before 2 s of data exist
     ends = {}
     for i, a in enumerate(athletes):
         shift = spec.shift(i) * frame_s
