@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 #   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX_URL ?=
+export TORCH_INDEX_URL  # tests/test_wheel.py installs torch into its venv from the same index
 TORCH_PIP_ARGS ?= $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 PYTEST_ARGS ?=
 

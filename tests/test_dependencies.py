@@ -14,12 +14,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def checks() -> list[ri.Check]:
+def checks(artifacts_dir) -> list[ri.Check]:
     result = ri.check(ri.project()["dependencies"])
-    print(f"\nruntime imports of {', '.join(ri.ENTRY_POINTS)}:")
-    print(f"{'module':<20} {'distribution':<28} {'satisfied by':<28} entry points")
-    for c in result:
-        print(c.line())
+    lines = [f"runtime imports of {', '.join(ri.ENTRY_POINTS)}:",
+             f"{'module':<20} {'distribution':<28} {'satisfied by':<28} entry points", *(c.line() for c in result)]
+    print("\n" + "\n".join(lines))
+    (artifacts_dir / "runtime-imports.txt").write_text("\n".join(lines) + "\n")
     return result
 
 
