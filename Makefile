@@ -4,7 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch/torchvision first, pinned: on the project's build machines these come from local files.
+# TORCH_INDEX_URL picks the build, e.g. the CPU-only wheels (a few hundred MB, not PyPI's CUDA build):
+#   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX_URL ?=
+export TORCH_INDEX_URL  # tests/test_wheel.py installs torch into its venv from the same index
+TORCH_PIP_ARGS ?= $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 PYTEST_ARGS ?=
 
 .PHONY: demo test install browser clean schemas
@@ -12,8 +17,8 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel "setuptools>=69,<81"
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev,demo]"
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

@@ -226,4 +226,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from stream.devtools import run_tool
+
+    raise SystemExit(run_tool("python -m dashboard.bench", main))

@@ -1,7 +1,7 @@
 """ONNX export with a built-in parity check (torch vs ONNX Runtime).
 
 The legacy TorchScript exporter (``dynamo=False``, opset 17) is used: it takes ~0.1 s
-and is correct at every batch size for the BiGRU (MEASURED.md); the dynamo exporter takes
+and is correct at every batch size for the BiGRU (measured on torch 2.9+); the dynamo exporter takes
 ~36 s. Inputs ``x``, ``img``, ``regions``, ``has_img`` and outputs ``prob``, ``time_attn``,
 ``region_attn`` have a dynamic batch axis named ``batch``.
 """

@@ -1,4 +1,4 @@
-"""RiskNet: the ResNet50-BiGRU-attention injury-risk model (DESIGN.md, "Model").
+"""RiskNet: the ResNet50-BiGRU-attention injury-risk model (docs/model.md).
 
 The ResNet50 image branch runs once per study at image ingest (``engine.imaging``); this
 module consumes its outputs, the pooled 2048-d embedding and the 7x7 region features

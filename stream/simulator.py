@@ -81,7 +81,7 @@ async def simulate(settings: SimulatorSettings, *, athletes: list[SimAthlete] | 
         athletes = replay_athletes(settings) if settings.replay else synthetic_athletes(settings)
     metrics = _metrics(settings.metrics_port)
     # one record per batch: Tansu (the embedded broker) numbers multi-record batches wrongly, and after a
-    # broker restart their records came back interleaved out of order (../shared/MEASURED.md; docs/reliability.md)
+    # broker restart their records came back interleaved out of order (docs/reliability.md)
     producer = AIOKafkaProducer(**client_kwargs(settings), linger_ms=5, acks=1, max_request_size=2_000_000,
                                 max_batch_size=1)
     await producer.start()

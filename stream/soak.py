@@ -322,4 +322,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stream.devtools import run_tool
+
+    raise SystemExit(run_tool("python -m stream.soak", main))

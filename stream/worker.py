@@ -3,7 +3,7 @@
 - Messages are consumed as raw bytes and decoded by :mod:`schemas.codec` (orjson), so a bad
   message reaches the DLQ with its original bytes, topic, partition and offset.
 - Inference runs in a one-thread executor; the event loop only decodes, windows and writes,
-  so heartbeats and polls never starve (see DESIGN.md).
+  so heartbeats and polls never starve (a long batch on the loop would).
 - No Faust tables: per-athlete buffers warm up again from the stream after a rebalance and
   the state whose loss matters (alert hysteresis, last scored window) lives in Redis.
 """

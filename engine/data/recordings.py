@@ -6,7 +6,7 @@ hands out ``next(n)`` frames forever (it loops the recording).
 
 Formats
 -------
-* **Xsens MT export** (MT Manager text, e.g. ``../shared/data/imu/walking_xsens_*.txt``):
+* **Xsens MT export** (MT Manager text, e.g. ``tests/data/imu/walking_xsens_*.txt``):
   ``//`` header lines (one says ``Sample rate: 120.0Hz`` or ``Update Rate: ...``), then a
   tab-separated table whose header row names ``Counter`` (or ``PacketCounter``),
   ``Acc_X..Z`` (m/s^2), ``Gyr_X..Z`` (rad/s) and more columns that are ignored (``Mag_*``,
@@ -22,7 +22,7 @@ Formats
 Path spec (one athlete from several files recorded together)
 -----------------------------------------------------------
 ``FILE[=SEGMENT][+FILE[=SEGMENT]...]``, e.g.
-``../shared/data/imu/walking_xsens_lowerLeg.txt+walking_xsens_upperLeg.txt``.
+``tests/data/imu/walking_xsens_lowerLeg.txt+walking_xsens_upperLeg.txt``.
 A spec that names an existing file is that file, even if its name holds ``+``. A part
 without a folder that does not exist as given is looked up next to the first part.
 ``SEGMENT`` is ``shank_l``, ``shank_r``, ``thigh_l`` or ``thigh_r``; without it the segment
@@ -37,10 +37,10 @@ Axis convention (an assumption, not recorded metadata)
 ------------------------------------------------------
 The channel list's segment frame is x forward, y left, z up; rotations follow the right-hand
 rule about those axes (as any gyroscope measures). An Xsens MTx strapped to the lateral
-side of a leg with its case base on the skin has sensor X along the segment (in the shared
-files X points down: ``Acc_X`` ~ -9.5 m/s^2 while standing), Z out of the case (laterally)
+side of a leg with its case base on the skin has sensor X along the segment (in the bundled
+walking files X points down: ``Acc_X`` ~ -9.5 m/s^2 while standing), Z out of the case (laterally)
 and Y forward. So :data:`XSENS_AXES`: segment x = +Y, y = -Z, z = -X. The signs were checked
-on the shared walking files: the largest angular-velocity peak of the shank, mid-swing,
+on the bundled walking files: the largest angular-velocity peak of the shank, mid-swing,
 must be negative about segment y (the foot swings forward), and it is +5.5 rad/s about
 sensor Z. Lateral mounting with Z pointing out of the leg puts Z to the athlete's right,
 which is why the default side is ``r``. A sensor mounted otherwise needs a ``column_map``.

@@ -18,7 +18,7 @@ Quix wiring:
   ``max_batch``, writes Redis and produces the scores, and waits for their delivery;
   only then does Quix commit the input offsets (at-least-once, like the worker).
 - Silent athletes are expired from the flush, at most once a second (Quix has no timers).
-- Settings that Tansu needs (MEASURED.md): a 10 s session timeout and 1 s heartbeat; no
+- Settings that Tansu needs (a rebalance takes about half the session timeout): a 10 s session timeout and 1 s heartbeat; no
   state stores (so no changelog topics and no ``retention.ms`` lookups).
 - ``fetch.wait.max.ms``: Tansu answers a fetch that finds no new data only after about
   half this wait, even when data arrives meanwhile, so it bounds latency (librdkafka's

@@ -85,7 +85,7 @@ def test_thigh_gyro_is_minus_the_hip_angle_rate(windows) -> None:
 
 def test_shank_gyro_is_negative_in_mid_swing_like_a_real_recording(windows) -> None:
     """The shank's largest angular rate is mid-swing, foot swinging forward: negative about y,
-    the sign of the shared Xsens recording after import (docs/data.md, axis convention)."""
+    the sign of the bundled Xsens recording (tests/data/imu) after import (docs/data.md, axis convention)."""
     x = windows.x.astype(np.float64)
     run = np.array([windows.profiles[a].gait == "run" for a in windows.athlete])
     gyr = x[run][:, :, CHANNEL_INDEX["shank_l_gyr_y"]]

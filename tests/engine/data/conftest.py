@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_IMU = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "imu"
+# The two Xsens walking recordings (scikit-kinematics test data, BSD-3), kept in the repo.
+SHARED_IMU = Path(__file__).resolve().parents[2] / "data" / "imu"
 XSENS_HEADER = "Counter\tAcc_X\tAcc_Y\tAcc_Z\tGyr_X\tGyr_Y\tGyr_Z\tMag_X\tMag_Y\tMag_Z\tLatitude\tLongitude\tAltitude\t"
 
 
 @pytest.fixture
 def shared_imu() -> Path:
     if not (SHARED_IMU / "walking_xsens_lowerLeg.txt").is_file():
-        pytest.fail(f"shared recordings missing under {SHARED_IMU}")
+        pytest.fail(f"Xsens recordings missing under {SHARED_IMU} (see tests/data/imu/README.md)")
     return SHARED_IMU
 
 
